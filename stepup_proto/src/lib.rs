@@ -1,0 +1,224 @@
+//! The wire contract between `pam_stepup.so`, `stepupd` and `stepupctl`.
+//!
+//! One D-Bus interface, `org.stepup.Stepupd1`, is served on two transports: the
+//! peer-to-peer socket (`/run/stepupd/pam.sock`, used by the PAM module) and the
+//! system bus (used by `stepupctl`). Both sides use the types and the proxy defined
+//! here, so a change to the contract is a change to this crate only.
+//!
+//! Every field is a plain string or integer on purpose: the wire stays readable with
+//! `busctl`, and the daemon validates each value itself instead of trusting a
+//! deserialiser to have done it.
+
+use serde::{Deserialize, Serialize};
+use zbus::Type;
+
+/// Well-known name on the system bus.
+pub const BUS_NAME: &str = "org.stepup.Stepupd1";
+/// Object path of the one object the daemon serves.
+pub const OBJECT_PATH: &str = "/org/stepup/Stepupd1";
+/// Interface name.
+pub const INTERFACE: &str = "org.stepup.Stepupd1";
+/// Where the daemon listens for the PAM module unless configured otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/stepupd/pam.sock";
+
+/// Longest value the daemon accepts in any string field of a request.
+///
+/// PAM items and environment values are attacker-influenced (a remote host name, an
+/// ssh key line); a bound keeps a hostile value from costing memory or log space.
+pub const MAX_FIELD_LEN: usize = 4096;
+
+/// Error names the daemon replies with, so clients can tell them apart.
+pub mod errors {
+    /// The caller is not allowed to call this method (e.g. not uid 0 on the PAM interface).
+    pub const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+    /// A request field was malformed; the message names the field.
+    pub const INVALID_ARGS: &str = "org.freedesktop.DBus.Error.InvalidArgs";
+}
+
+/// PAM phase the module was called from.
+pub mod phase {
+    /// `pam_sm_authenticate`.
+    pub const AUTH: &str = "auth";
+    /// `pam_sm_acct_mgmt`.
+    pub const ACCOUNT: &str = "account";
+}
+
+/// What the PAM module knows about the transaction, sent with `Evaluate`.
+///
+/// Empty string means "not set" for every optional PAM item. The daemon adds what it
+/// can establish itself (peer pid/uid, the sudo command line, the audit session) and
+/// trusts that more than these fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct EvaluateRequest {
+    /// `PAM_SERVICE`, e.g. `sudo` or `sshd`.
+    pub service: String,
+    /// `PAM_USER`: the user being authenticated (for sudo, the invoking user).
+    pub user: String,
+    /// `PAM_RUSER`.
+    pub ruser: String,
+    /// `PAM_RHOST`: set for network logins.
+    pub rhost: String,
+    /// `PAM_TTY`.
+    pub tty: String,
+    /// `auth` or `account`, see [`phase`].
+    pub phase: String,
+    /// `SSH_AUTH_INFO_0` from the PAM environment (sshd with `ExposeAuthInfo yes`).
+    pub ssh_auth_info: String,
+    /// `SSH_CONNECTION` from the PAM environment.
+    pub ssh_connection: String,
+}
+
+/// Outcome names used in [`Decision::outcome`].
+pub mod outcome {
+    /// No further proof needed: the module returns `PAM_SUCCESS`.
+    pub const ALLOW: &str = "allow";
+    /// Refused by policy: the module returns `PAM_AUTH_ERR` / `PAM_PERM_DENIED`.
+    pub const DENY: &str = "deny";
+    /// The user must answer a challenge, see [`super::Decision::challenge_id`].
+    pub const CHALLENGE: &str = "challenge";
+}
+
+/// The daemon's answer to `Evaluate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Decision {
+    /// One of [`outcome`].
+    pub outcome: String,
+    /// A sentence for the user: why a challenge or a denial happened. May be empty.
+    pub reason: String,
+    /// For a challenge: the prompt text to show (echo off).
+    pub prompt: String,
+    /// For a challenge: the single-use id to send back with `Respond`.
+    pub challenge_id: String,
+    /// For a challenge: factor kinds that may answer, e.g. `["totp"]`.
+    pub factors: Vec<String>,
+    /// For a challenge: how long the daemon keeps the challenge open, in milliseconds.
+    /// The module uses it as the deadline of its `Respond` call.
+    pub timeout_ms: u32,
+    /// Correlates audit lines of one transaction.
+    pub request_id: String,
+}
+
+/// Result names used in [`RespondResult::result`].
+pub mod result {
+    /// The answer was right: the module returns `PAM_SUCCESS`.
+    pub const SUCCESS: &str = "success";
+    /// The answer was wrong but the challenge stays open: prompt again.
+    pub const RETRY: &str = "retry";
+    /// The answer was wrong and no tries are left (or the challenge is gone).
+    pub const FAILURE: &str = "failure";
+    /// The answer was wrong and the rule's `max_tries` is used up.
+    pub const MAX_TRIES: &str = "max_tries";
+}
+
+/// The daemon's answer to `Respond`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RespondResult {
+    /// One of [`result`].
+    pub result: String,
+    /// A sentence for the user (e.g. "Wrong code, 2 tries left.").
+    pub message: String,
+}
+
+/// One enrolled factor, as listed by `ListFactors`. Never carries secret material.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct FactorInfo {
+    /// Stable id used by `RemoveFactor`.
+    pub id: i64,
+    /// User the factor belongs to.
+    pub user: String,
+    /// Factor kind, e.g. `totp`.
+    pub kind: String,
+    /// Free-text label given at enrolment.
+    pub label: String,
+    /// Unix time of enrolment.
+    pub created: i64,
+    /// Unix time of the last successful verification, 0 if never.
+    pub last_used: i64,
+    /// Failed verifications since the last success.
+    pub failures: i64,
+}
+
+/// TOTP enrolment parameters sent with `EnrollTotpBegin` / `EnrollTotp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TotpParams {
+    /// `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+    /// 6 to 8.
+    pub digits: u32,
+    /// Time step in seconds (30 unless the authenticator says otherwise).
+    pub period: u32,
+    /// Free-text label shown in `factors list`.
+    pub label: String,
+}
+
+/// What `EnrollTotpBegin` returns: the secret to load into an authenticator.
+///
+/// This is the one message that carries secret material back to a client, and only
+/// to uid 0, so the administrator can hand it to the user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TotpEnrolment {
+    /// Id to confirm with `EnrollTotpConfirm`.
+    pub enrolment_id: String,
+    /// The secret, RFC 4648 base32 without padding.
+    pub secret_base32: String,
+    /// `otpauth://totp/...` URI for QR codes.
+    pub otpauth_uri: String,
+}
+
+/// Daemon status for `stepupctl status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Status {
+    /// Daemon version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Where the policy came from: a path, or `embedded default`.
+    pub config_source: String,
+    /// Number of rules in the policy.
+    pub rules: u32,
+    /// Number of enrolled factors (all users).
+    pub factors: u32,
+    /// Open challenges.
+    pub pending_challenges: u32,
+    /// Transports served, e.g. `p2p:/run/stepupd/pam.sock, system-bus`.
+    pub transports: String,
+    /// Decisions made since start.
+    pub decisions: u64,
+}
+
+/// Client side of the interface, generated by zbus.
+#[zbus::proxy(
+    interface = "org.stepup.Stepupd1",
+    default_service = "org.stepup.Stepupd1",
+    default_path = "/org/stepup/Stepupd1"
+)]
+pub trait Stepupd {
+    /// Ask whether this PAM transaction needs more proof. uid 0 only.
+    fn evaluate(&self, request: &EvaluateRequest) -> zbus::Result<Decision>;
+
+    /// Answer a challenge. uid 0 only, and only from the process that asked.
+    fn respond(&self, challenge_id: &str, answer: &str) -> zbus::Result<RespondResult>;
+
+    /// Start a TOTP enrolment: the daemon makes a secret and keeps it until confirmed.
+    fn enroll_totp_begin(&self, user: &str, params: &TotpParams) -> zbus::Result<TotpEnrolment>;
+
+    /// Finish a TOTP enrolment with one code from the authenticator. Returns the factor id.
+    fn enroll_totp_confirm(&self, enrolment_id: &str, code: &str) -> zbus::Result<i64>;
+
+    /// Enrol a TOTP secret provisioned elsewhere (base32), without confirmation.
+    fn enroll_totp(
+        &self,
+        user: &str,
+        secret_base32: &str,
+        params: &TotpParams,
+    ) -> zbus::Result<i64>;
+
+    /// Factors of one user, or of all users when `user` is empty (uid 0 only).
+    fn list_factors(&self, user: &str) -> zbus::Result<Vec<FactorInfo>>;
+
+    /// Remove one factor by id. uid 0 only.
+    fn remove_factor(&self, id: i64) -> zbus::Result<()>;
+
+    /// Daemon status.
+    fn status(&self) -> zbus::Result<Status>;
+}

@@ -1,0 +1,130 @@
+//! Daemon start-up and shutdown: load the config, open the host key and the store,
+//! bind the socket, serve until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::audit::{AuditLog, Event, Severity};
+use crate::config::{BusMode, Config, ConfigError};
+use crate::crypto::HostKey;
+use crate::ipc;
+use crate::service::Service;
+use crate::store::sqlite::SqliteStore;
+
+/// Command-line overrides of config settings (paths for tests, demos and packaging).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// `--state`.
+    pub state: Option<PathBuf>,
+    /// `--host-key`.
+    pub host_key: Option<PathBuf>,
+    /// `--syslog-socket`.
+    pub syslog_socket: Option<PathBuf>,
+    /// `--bus`.
+    pub bus: Option<BusMode>,
+}
+
+impl Overrides {
+    /// Applies the overrides to `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(p) = &self.socket {
+            config.daemon.socket = p.clone();
+        }
+        if let Some(p) = &self.state {
+            config.store.path = p.clone();
+        }
+        if let Some(p) = &self.host_key {
+            config.store.host_key = p.clone();
+        }
+        if let Some(p) = &self.syslog_socket {
+            config.audit.syslog_socket = p.clone();
+        }
+        if let Some(b) = self.bus {
+            config.daemon.bus = b;
+        }
+    }
+}
+
+/// Start-up failures, each naming the file or setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The host key is unusable.
+    #[error("{0}")]
+    Key(#[from] crate::crypto::CryptoError),
+    /// The store cannot be opened.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The socket cannot be bound.
+    #[error("{0}")]
+    Ipc(#[from] ipc::IpcError),
+    /// The async runtime failed.
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config_path: Option<PathBuf>, overrides: Overrides, audit_stderr: bool) -> Result<(), StartError> {
+    let mut config = Config::load(config_path.as_deref())?;
+    overrides.apply(&mut config);
+    let audit = AuditLog::new(&config.audit.syslog_socket, audit_stderr);
+    let key = HostKey::load_or_create(&config.store.host_key)?;
+    let store = SqliteStore::open(&config.store.path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let socket_path = config.daemon.socket.clone();
+        let bus_mode = config.daemon.bus;
+        let source = config.source.clone();
+        let rules = config.rules.len();
+        let listener = ipc::bind_socket(&socket_path)?;
+        let service = Arc::new(Service::new(config, Arc::new(store), key, audit));
+        service.add_transport(format!("p2p:{}", socket_path.display()));
+        tokio::spawn(ipc::serve_socket(listener, service.clone()));
+        let _bus = match bus_mode {
+            BusMode::None => None,
+            BusMode::System => match ipc::serve_system_bus(service.clone()).await {
+                Ok(c) => {
+                    service.add_transport("system-bus".into());
+                    Some(c)
+                }
+                Err(e) => {
+                    eprintln!("stepupd: not serving the system bus ({e}); the socket still works");
+                    service.audit().emit(
+                        Severity::Warning,
+                        &Event::new("bus_unavailable").field("error", e.to_string()),
+                    );
+                    None
+                }
+            },
+        };
+        service.audit().emit(
+            Severity::Notice,
+            &Event::new("daemon_start")
+                .field("version", env!("CARGO_PKG_VERSION"))
+                .field("config", source.clone())
+                .field("rules", rules.to_string())
+                .field("socket", socket_path.display().to_string()),
+        );
+        eprintln!(
+            "stepupd: serving {} ({rules} rules from {source})",
+            socket_path.display()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        service
+            .audit()
+            .emit(Severity::Notice, &Event::new("daemon_stop"));
+        let _ = std::fs::remove_file(&socket_path);
+        Ok(())
+    })
+}

@@ -1,0 +1,123 @@
+//! Durable state behind one trait: enrolled factors, replay counters, failure counts
+//! and grants.
+//!
+//! SQLite ([`sqlite::SqliteStore`]) is the embedded default; a fleet backend
+//! implements the same trait. Every state change that guards against replay is a
+//! single conditional update ([`Store::advance_counter`]), so it stays correct when
+//! several verifiers race, in one process or on several hosts.
+
+pub mod sqlite;
+
+use crate::config::FactorKind;
+
+/// Store failures. The daemon treats any of them as "unsure" and denies.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("state database {path}: {message}")]
+    Database {
+        /// The database file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A row has a value this version cannot read.
+    #[error("state database has an invalid row: {0}")]
+    Corrupt(String),
+}
+
+/// A factor as stored. `sealed_secret` is encrypted with the host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactorRecord {
+    /// Row id.
+    pub id: i64,
+    /// Owner.
+    pub user: String,
+    /// Kind.
+    pub kind: FactorKind,
+    /// Free-text label.
+    pub label: String,
+    /// Kind-specific parameters (JSON).
+    pub params: String,
+    /// Secret sealed with the host key.
+    pub sealed_secret: Vec<u8>,
+    /// Last accepted counter (TOTP: time step), `None` if never used.
+    pub last_counter: Option<i64>,
+    /// Unix time of enrolment.
+    pub created: i64,
+    /// Unix time of the last success, 0 if never.
+    pub last_used: i64,
+    /// Failures since the last success.
+    pub failures: i64,
+}
+
+/// A new factor to add.
+#[derive(Debug, Clone)]
+pub struct NewFactor {
+    /// Owner.
+    pub user: String,
+    /// Kind.
+    pub kind: FactorKind,
+    /// Free-text label.
+    pub label: String,
+    /// Kind-specific parameters (JSON).
+    pub params: String,
+    /// Secret sealed with the host key.
+    pub sealed_secret: Vec<u8>,
+    /// A counter already used (e.g. the step of the confirmation code), so it cannot be
+    /// replayed right after enrolment.
+    pub initial_counter: Option<i64>,
+}
+
+/// What a grant covers. Two scopes are equal only when every part is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantScope {
+    /// User who proved presence.
+    pub user: String,
+    /// Target user of the command.
+    pub target_user: String,
+    /// PAM service.
+    pub service: String,
+    /// Login session: audit session id, session leader pid and start time.
+    pub session: String,
+    /// Where from: the remote host, or `local:<tty>`.
+    pub origin: String,
+    /// For `every_time` grants, the one process (pid and start time) they serve;
+    /// empty for duration grants.
+    pub invocation: String,
+}
+
+/// A successful step-up that spares the user the next prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// What it covers.
+    pub scope: GrantScope,
+    /// Rule that required the step-up.
+    pub rule: String,
+    /// Unix time it was made.
+    pub created: i64,
+    /// Unix time it stops counting.
+    pub expires: i64,
+}
+
+/// All durable state.
+pub trait Store: Send + Sync {
+    /// Adds a factor and returns its id.
+    fn add_factor(&self, factor: &NewFactor, now: i64) -> Result<i64, StoreError>;
+    /// Factors of one user, or of everyone when `user` is `None`.
+    fn factors(&self, user: Option<&str>) -> Result<Vec<FactorRecord>, StoreError>;
+    /// Removes a factor; false if there was none with that id.
+    fn remove_factor(&self, id: i64) -> Result<bool, StoreError>;
+    /// Records a success: sets the counter to `counter` only if it is greater than
+    /// the stored one, and then clears the failure count. Returns false (and changes
+    /// nothing) when `counter` was already used: the answer is a replay.
+    fn advance_counter(&self, id: i64, counter: i64, now: i64) -> Result<bool, StoreError>;
+    /// Counts a failed answer against a factor; returns the new count.
+    fn record_failure(&self, id: i64, now: i64) -> Result<i64, StoreError>;
+    /// Stores a grant.
+    fn add_grant(&self, grant: &Grant) -> Result<(), StoreError>;
+    /// A grant covering `scope` that has not expired at `now`.
+    fn find_grant(&self, scope: &GrantScope, now: i64) -> Result<Option<Grant>, StoreError>;
+    /// Deletes grants expired at `now`; returns how many.
+    fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,362 @@
+//! The SQLite store: one file, WAL journal, `synchronous = FULL`, so an accepted
+//! counter is on disk before success is returned and survives a crash.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{FactorRecord, Grant, GrantScope, NewFactor, Store, StoreError};
+use crate::config::FactorKind;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS factors (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    user          TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    label         TEXT    NOT NULL DEFAULT '',
+    params        TEXT    NOT NULL,
+    sealed_secret BLOB    NOT NULL,
+    last_counter  INTEGER,
+    created       INTEGER NOT NULL,
+    last_used     INTEGER NOT NULL DEFAULT 0,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    last_failure  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS factors_user ON factors(user);
+CREATE TABLE IF NOT EXISTS grants (
+    user        TEXT    NOT NULL,
+    target_user TEXT    NOT NULL,
+    service     TEXT    NOT NULL,
+    session     TEXT    NOT NULL,
+    origin      TEXT    NOT NULL,
+    invocation  TEXT    NOT NULL,
+    rule        TEXT    NOT NULL,
+    created     INTEGER NOT NULL,
+    expires     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_scope ON grants(user, target_user, service, session, origin, invocation);
+";
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    path: String,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqliteStore({})", self.path)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, with a 0700 parent directory
+    /// and a 0600 file.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let display = path.display().to_string();
+        let fail = |message: String| StoreError::Database {
+            path: display.clone(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::crypto::create_private_dir(dir).map_err(&fail)?;
+        }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(fail("is a symlink; refusing to use it".into()));
+        }
+        // SAFETY: umask only changes this process's file creation mask; it is set
+        // back right after the database file is created.
+        let old = unsafe { libc::umask(0o077) };
+        let opened = Connection::open(path);
+        // SAFETY: as above, restoring the previous mask.
+        unsafe { libc::umask(old) };
+        let conn = opened.map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| fail(e.to_string()))?;
+        if version > SCHEMA_VERSION {
+            return Err(fail(format!(
+                "schema version {version} is newer than this stepupd understands ({SCHEMA_VERSION}); upgrade stepupd"
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(SqliteStore {
+            path: display,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|e| StoreError::Database {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn row_to_factor(row: &rusqlite::Row<'_>) -> rusqlite::Result<(FactorRecord, String)> {
+    let kind: String = row.get(2)?;
+    Ok((
+        FactorRecord {
+            id: row.get(0)?,
+            user: row.get(1)?,
+            kind: FactorKind::Totp,
+            label: row.get(3)?,
+            params: row.get(4)?,
+            sealed_secret: row.get(5)?,
+            last_counter: row.get(6)?,
+            created: row.get(7)?,
+            last_used: row.get(8)?,
+            failures: row.get(9)?,
+        },
+        kind,
+    ))
+}
+
+impl Store for SqliteStore {
+    fn add_factor(&self, f: &NewFactor, now: i64) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO factors (user, kind, label, params, sealed_secret, last_counter, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![f.user, f.kind.as_str(), f.label, f.params, f.sealed_secret, f.initial_counter, now],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn factors(&self, user: Option<&str>) -> Result<Vec<FactorRecord>, StoreError> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, user, kind, label, params, sealed_secret, last_counter, created, last_used, failures
+                 FROM factors WHERE ?1 IS NULL OR user = ?1 ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map(params![user], row_to_factor)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(mut rec, kind)| {
+                rec.kind = FactorKind::from_name(&kind).ok_or_else(|| {
+                    StoreError::Corrupt(format!("factor {} has unknown kind {kind:?}", rec.id))
+                })?;
+                Ok(rec)
+            })
+            .collect()
+    }
+
+    fn remove_factor(&self, id: i64) -> Result<bool, StoreError> {
+        self.with(|c| Ok(c.execute("DELETE FROM factors WHERE id = ?1", params![id])? == 1))
+    }
+
+    fn advance_counter(&self, id: i64, counter: i64, now: i64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let changed = c.execute(
+                "UPDATE factors SET last_counter = ?2, last_used = ?3, failures = 0
+                 WHERE id = ?1 AND (last_counter IS NULL OR last_counter < ?2)",
+                params![id, counter, now],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn record_failure(&self, id: i64, now: i64) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "UPDATE factors SET failures = failures + 1, last_failure = ?2 WHERE id = ?1 RETURNING failures",
+                params![id, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(0))
+        })
+    }
+
+    fn add_grant(&self, g: &Grant) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO grants (user, target_user, service, session, origin, invocation, rule, created, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    g.scope.user, g.scope.target_user, g.scope.service, g.scope.session,
+                    g.scope.origin, g.scope.invocation, g.rule, g.created, g.expires
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn find_grant(&self, s: &GrantScope, now: i64) -> Result<Option<Grant>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT rule, created, expires FROM grants
+                 WHERE user = ?1 AND target_user = ?2 AND service = ?3 AND session = ?4
+                   AND origin = ?5 AND invocation = ?6 AND expires > ?7
+                 ORDER BY expires DESC LIMIT 1",
+                params![s.user, s.target_user, s.service, s.session, s.origin, s.invocation, now],
+                |r| {
+                    Ok(Grant {
+                        scope: s.clone(),
+                        rule: r.get(0)?,
+                        created: r.get(1)?,
+                        expires: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError> {
+        self.with(|c| c.execute("DELETE FROM grants WHERE expires <= ?1", params![now]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state/state.db")).unwrap();
+        (dir, s)
+    }
+
+    fn factor(user: &str) -> NewFactor {
+        NewFactor {
+            user: user.into(),
+            kind: FactorKind::Totp,
+            label: "phone".into(),
+            params: "{}".into(),
+            sealed_secret: vec![1, 2, 3],
+            initial_counter: None,
+        }
+    }
+
+    #[test]
+    fn factors_are_listed_per_user_and_removed_by_id() {
+        let (_d, s) = store();
+        let a = s.add_factor(&factor("alice"), 100).unwrap();
+        let b = s.add_factor(&factor("bob"), 101).unwrap();
+        assert_eq!(s.factors(None).unwrap().len(), 2);
+        let alice = s.factors(Some("alice")).unwrap();
+        assert_eq!(alice.len(), 1);
+        assert_eq!(alice[0].id, a);
+        assert_eq!(alice[0].sealed_secret, vec![1, 2, 3]);
+        assert_eq!(alice[0].created, 100);
+        assert!(s.remove_factor(b).unwrap());
+        assert!(!s.remove_factor(b).unwrap());
+        assert!(s.factors(Some("bob")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_counter_is_accepted_once_and_never_goes_back() {
+        let (_d, s) = store();
+        let id = s.add_factor(&factor("alice"), 0).unwrap();
+        assert!(s.advance_counter(id, 10, 1).unwrap());
+        assert!(!s.advance_counter(id, 10, 2).unwrap(), "same step replayed");
+        assert!(!s.advance_counter(id, 9, 3).unwrap(), "older step");
+        assert!(s.advance_counter(id, 11, 4).unwrap());
+        let f = &s.factors(Some("alice")).unwrap()[0];
+        assert_eq!(f.last_counter, Some(11));
+        assert_eq!(f.last_used, 4);
+    }
+
+    #[test]
+    fn initial_counter_blocks_the_enrolment_code() {
+        let (_d, s) = store();
+        let mut f = factor("alice");
+        f.initial_counter = Some(50);
+        let id = s.add_factor(&f, 0).unwrap();
+        assert!(!s.advance_counter(id, 50, 1).unwrap());
+        assert!(s.advance_counter(id, 51, 1).unwrap());
+    }
+
+    #[test]
+    fn failures_count_up_and_success_clears_them() {
+        let (_d, s) = store();
+        let id = s.add_factor(&factor("alice"), 0).unwrap();
+        assert_eq!(s.record_failure(id, 1).unwrap(), 1);
+        assert_eq!(s.record_failure(id, 2).unwrap(), 2);
+        assert_eq!(s.factors(None).unwrap()[0].failures, 2);
+        assert!(s.advance_counter(id, 1, 3).unwrap());
+        assert_eq!(s.factors(None).unwrap()[0].failures, 0);
+        assert_eq!(s.record_failure(9999, 1).unwrap(), 0);
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let id = {
+            let s = SqliteStore::open(&path).unwrap();
+            let id = s.add_factor(&factor("alice"), 0).unwrap();
+            assert!(s.advance_counter(id, 7, 1).unwrap());
+            id
+        };
+        let s = SqliteStore::open(&path).unwrap();
+        assert!(!s.advance_counter(id, 7, 2).unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    fn scope(invocation: &str) -> GrantScope {
+        GrantScope {
+            user: "alice".into(),
+            target_user: "root".into(),
+            service: "sudo".into(),
+            session: "3:100:200".into(),
+            origin: "local:/dev/pts/0".into(),
+            invocation: invocation.into(),
+        }
+    }
+
+    #[test]
+    fn grants_match_their_whole_scope_until_they_expire() {
+        let (_d, s) = store();
+        let g = Grant {
+            scope: scope(""),
+            rule: "r".into(),
+            created: 100,
+            expires: 200,
+        };
+        s.add_grant(&g).unwrap();
+        assert_eq!(s.find_grant(&scope(""), 150).unwrap(), Some(g.clone()));
+        assert_eq!(s.find_grant(&scope(""), 200).unwrap(), None, "expired");
+        assert_eq!(s.find_grant(&scope("42:1"), 150).unwrap(), None);
+        let mut other = scope("");
+        other.session = "4:100:200".into();
+        assert_eq!(s.find_grant(&other, 150).unwrap(), None, "other session");
+        let mut other = scope("");
+        other.target_user = "postgres".into();
+        assert_eq!(s.find_grant(&other, 150).unwrap(), None, "other target");
+        assert_eq!(s.purge_expired_grants(150).unwrap(), 0);
+        assert_eq!(s.purge_expired_grants(200).unwrap(), 1);
+        assert_eq!(s.find_grant(&scope(""), 150).unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_factor_kind_in_the_database_is_reported() {
+        let (_d, s) = store();
+        s.add_factor(&factor("alice"), 0).unwrap();
+        s.with(|c| c.execute("UPDATE factors SET kind = 'carrier-pigeon'", []))
+            .unwrap();
+        let e = s.factors(None).unwrap_err().to_string();
+        assert!(e.contains("carrier-pigeon"), "{e}");
+    }
+}
