@@ -41,7 +41,11 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            )
         }
     }
 }
@@ -375,10 +379,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |nl| before[nl + 1..].chars().count())
-        + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |nl| {
+        before[nl + 1..].chars().count()
+    }) + 1;
     (line, col)
 }
 
@@ -442,9 +445,8 @@ impl Config {
             let mut commands = Vec::with_capacity(r.commands.len());
             for c in r.commands {
                 let span = c.span();
-                commands.push(
-                    CommandPattern::parse(c.get_ref()).map_err(|m| err.at(Some(span), m))?,
-                );
+                commands
+                    .push(CommandPattern::parse(c.get_ref()).map_err(|m| err.at(Some(span), m))?);
             }
             let action_span = r.action.span();
             let action = r.action.into_inner();
@@ -488,7 +490,9 @@ impl Config {
                     if list.is_empty() {
                         return Err(err.at(
                             Some(span),
-                            format!("rule {id:?}: factors is empty; list at least one, e.g. [\"totp\"]"),
+                            format!(
+                                "rule {id:?}: factors is empty; list at least one, e.g. [\"totp\"]"
+                            ),
                         ));
                     }
                     list
@@ -514,10 +518,9 @@ impl Config {
                 ("users", &r.users),
                 ("target_users", &r.target_users),
             ] {
-                if let Some(bad) = list
-                    .iter()
-                    .find(|v| v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()))
-                {
+                if let Some(bad) = list.iter().find(|v| {
+                    v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control())
+                }) {
                     return Err(err.at(
                         Some(id_span.clone()),
                         format!("rule {id:?}: {key} entry {bad:?} is empty or contains spaces or control characters"),
@@ -534,10 +537,7 @@ impl Config {
                 action,
                 factors,
                 reauth: r.reauth.map_or(Reauth::EveryTime, Spanned::into_inner),
-                challenge_timeout: r
-                    .challenge_timeout
-                    .unwrap_or(defaults.challenge_timeout)
-                    .0,
+                challenge_timeout: r.challenge_timeout.unwrap_or(defaults.challenge_timeout).0,
                 max_tries,
                 reason: r.reason.filter(|s| !s.trim().is_empty()),
             });
@@ -664,8 +664,8 @@ reason = "Changing passwords needs a second factor"
 
     #[test]
     fn unknown_factor_is_an_error_pointing_at_the_value() {
-        let e = parse("[[rule]]\nid = \"a\"\naction = \"step_up\"\nfactors = [\"sms\"]\n")
-            .unwrap_err();
+        let e =
+            parse("[[rule]]\nid = \"a\"\naction = \"step_up\"\nfactors = [\"sms\"]\n").unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(e.message.contains("sms"), "{e}");
     }
@@ -698,8 +698,8 @@ reason = "Changing passwords needs a second factor"
 
     #[test]
     fn step_up_keys_on_a_deny_rule_are_rejected() {
-        let e = parse("[[rule]]\nid = \"a\"\naction = \"deny\"\nfactors = [\"totp\"]\n")
-            .unwrap_err();
+        let e =
+            parse("[[rule]]\nid = \"a\"\naction = \"deny\"\nfactors = [\"totp\"]\n").unwrap_err();
         assert!(e.message.contains("only applies"), "{e}");
     }
 

@@ -118,10 +118,11 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
     let stat = std::fs::read_to_string(base.join("stat")).map_err(proc_err(pid, "stat"))?;
     let (sid, start_time) =
         parse_stat(&stat).ok_or(ContextError::Malformed { pid, what: "stat" })?;
-    let status =
-        std::fs::read_to_string(base.join("status")).map_err(proc_err(pid, "status"))?;
-    let real_uid =
-        parse_status_real_uid(&status).ok_or(ContextError::Malformed { pid, what: "status" })?;
+    let status = std::fs::read_to_string(base.join("status")).map_err(proc_err(pid, "status"))?;
+    let real_uid = parse_status_real_uid(&status).ok_or(ContextError::Malformed {
+        pid,
+        what: "status",
+    })?;
     let exe = std::fs::read_link(base.join("exe")).map_err(proc_err(pid, "exe"))?;
     let cwd = std::fs::read_link(base.join("cwd")).map_err(proc_err(pid, "cwd"))?;
     let raw = std::fs::read(base.join("cmdline")).map_err(proc_err(pid, "cmdline"))?;
@@ -413,8 +414,7 @@ mod tests {
 
     #[test]
     fn unknown_bare_names_are_kept_as_typed() {
-        let (path, resolved) =
-            resolve_program("no-such-program-xyz", Path::new("/"), SECURE_PATH);
+        let (path, resolved) = resolve_program("no-such-program-xyz", Path::new("/"), SECURE_PATH);
         assert_eq!(path, "no-such-program-xyz");
         assert_eq!(resolved, "no-such-program-xyz");
     }
@@ -442,8 +442,12 @@ mod tests {
 
     #[test]
     fn sudo_shell_mode_runs_the_invoking_users_shell() {
-        let t = sudo_target(&argv(&["sudo", "-s", "cat", "/etc/shadow"]), Path::new("/"), &me())
-            .unwrap();
+        let t = sudo_target(
+            &argv(&["sudo", "-s", "cat", "/etc/shadow"]),
+            Path::new("/"),
+            &me(),
+        )
+        .unwrap();
         let cmd = t.command.unwrap();
         assert!(cmd.path.ends_with("/bash"), "{}", cmd.path);
         assert_eq!(cmd.args, argv(&["-c", "cat /etc/shadow"]));

@@ -31,7 +31,9 @@ pub enum CryptoError {
         message: String,
     },
     /// A sealed secret failed to open: wrong host key, or the row was tampered with.
-    #[error("sealed secret does not open with this host key (wrong key, or the state database was modified)")]
+    #[error(
+        "sealed secret does not open with this host key (wrong key, or the state database was modified)"
+    )]
     Open,
     /// The operating system's random source failed.
     #[error("random source failed: {0}")]
@@ -196,13 +198,11 @@ pub fn create_private_dir(dir: &Path) -> Result<(), String> {
         )),
         Ok(meta) if !meta.is_dir() => Err(format!("{} is not a directory", dir.display())),
         Ok(_) => Ok(()),
-        Err(_) => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))
-        }
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display())),
     }
 }
 
@@ -215,15 +215,27 @@ mod tests {
         let k = HostKey::from_bytes([7; 32]);
         let blob = k.seal(b"JBSWY3DPEHPK3PXP", b"alice/totp").unwrap();
         assert!(!blob.windows(16).any(|w| w == b"JBSWY3DPEHPK3PXP"));
-        assert_eq!(&k.open(&blob, b"alice/totp").unwrap()[..], b"JBSWY3DPEHPK3PXP");
+        assert_eq!(
+            &k.open(&blob, b"alice/totp").unwrap()[..],
+            b"JBSWY3DPEHPK3PXP"
+        );
         assert!(matches!(k.open(&blob, b"bob/totp"), Err(CryptoError::Open)));
         let other = HostKey::from_bytes([8; 32]);
-        assert!(matches!(other.open(&blob, b"alice/totp"), Err(CryptoError::Open)));
+        assert!(matches!(
+            other.open(&blob, b"alice/totp"),
+            Err(CryptoError::Open)
+        ));
         let mut tampered = blob.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert!(matches!(k.open(&tampered, b"alice/totp"), Err(CryptoError::Open)));
-        assert!(matches!(k.open(&blob[..10], b"alice/totp"), Err(CryptoError::Open)));
+        assert!(matches!(
+            k.open(&tampered, b"alice/totp"),
+            Err(CryptoError::Open)
+        ));
+        assert!(matches!(
+            k.open(&blob[..10], b"alice/totp"),
+            Err(CryptoError::Open)
+        ));
     }
 
     #[test]

@@ -67,13 +67,54 @@ pub enum StartError {
     Runtime(#[from] std::io::Error),
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(config_path: Option<PathBuf>, overrides: Overrides, audit_stderr: bool) -> Result<(), StartError> {
+/// Blocks SIGTERM, SIGINT and SIGHUP in every thread and delivers them through a
+/// channel from one thread that waits for them with `sigwait`.
+///
+/// Done by hand rather than with tokio's signal support: that feature would be
+/// unified into the PAM module's tokio build, whose runtime must not install a
+/// process-wide signal pipe inside sudo or sshd.
+fn signal_channel() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<libc::c_int>> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; the calls only write to it and to this
+    // thread's mask, which every thread spawned afterwards inherits.
+    let rc = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: set and sig are valid for the call.
+                if unsafe { libc::sigwait(&set, &mut sig) } == 0 && tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the policy.
+pub fn run(
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    audit_stderr: bool,
+) -> Result<(), StartError> {
     let mut config = Config::load(config_path.as_deref())?;
     overrides.apply(&mut config);
     let audit = AuditLog::new(&config.audit.syslog_socket, audit_stderr);
     let key = HostKey::load_or_create(&config.store.host_key)?;
     let store = SqliteStore::open(&config.store.path)?;
+    let mut signals = signal_channel()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -116,10 +157,11 @@ pub fn run(config_path: Option<PathBuf>, overrides: Overrides, audit_stderr: boo
             "stepupd: serving {} ({rules} rules from {source})",
             socket_path.display()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
+        while let Some(sig) = signals.recv().await {
+            if sig != libc::SIGHUP {
+                break;
+            }
+            service.reload(config_path.as_deref(), &overrides);
         }
         service
             .audit()

@@ -30,7 +30,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             }
         };
         if digits.is_empty() {
-            return Err(format!("invalid duration {text:?}: unit {ch:?} has no number"));
+            return Err(format!(
+                "invalid duration {text:?}: unit {ch:?} has no number"
+            ));
         }
         let n: u64 = digits
             .parse()
@@ -47,7 +49,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     if total == 0 {
-        return Err(format!("invalid duration {text:?}: must be longer than zero"));
+        return Err(format!(
+            "invalid duration {text:?}: must be longer than zero"
+        ));
     }
     if total > 366 * 86_400 {
         return Err(format!("invalid duration {text:?}: longer than a year"));
@@ -85,7 +89,11 @@ mod tests {
     fn rejects_bare_numbers_unknown_units_and_zero() {
         assert!(parse_duration("900").unwrap_err().contains("without unit"));
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("0s").unwrap_err().contains("longer than zero"));
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
         assert!(parse_duration("").is_err());
         assert!(parse_duration("m").unwrap_err().contains("no number"));
         assert!(parse_duration("99999999999999999999s").is_err());

@@ -44,9 +44,10 @@ impl StepupdInterface {
     async fn peer(&self, conn: &Connection, header: &Header<'_>) -> fdo::Result<Peer> {
         let (uid, pid) = match self.transport {
             Transport::PeerToPeer => {
-                let creds = conn.peer_creds().await.map_err(|e| {
-                    fdo::Error::AccessDenied(format!("no peer credentials: {e}"))
-                })?;
+                let creds = conn
+                    .peer_creds()
+                    .await
+                    .map_err(|e| fdo::Error::AccessDenied(format!("no peer credentials: {e}")))?;
                 (creds.unix_user_id(), creds.process_id())
             }
             Transport::Bus => {
@@ -224,9 +225,14 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, IpcError> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove stale socket: {e}")))?;
+            std::fs::remove_file(path)
+                .map_err(|e| fail(format!("cannot remove stale socket: {e}")))?;
         }
-        Ok(_) => return Err(fail("exists and is not a socket; refusing to replace it".into())),
+        Ok(_) => {
+            return Err(fail(
+                "exists and is not a socket; refusing to replace it".into(),
+            ));
+        }
         Err(_) => {}
     }
     // SAFETY: umask only affects this process's creation mask; restored right after.
@@ -248,7 +254,9 @@ pub async fn serve_socket(listener: UnixListener, service: Arc<Service>) {
             Err(e) => {
                 service.audit().emit(
                     Severity::Warning,
-                    &Event::new("error").field("what", "accept").field("error", e.to_string()),
+                    &Event::new("error")
+                        .field("what", "accept")
+                        .field("error", e.to_string()),
                 );
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;

@@ -261,7 +261,10 @@ action = "allow"
 
     #[test]
     fn command_rule_steps_up_with_its_settings() {
-        let d = evaluate(&config(POLICY), &sudo("alice", "root", "/usr/sbin/visudo", &[]));
+        let d = evaluate(
+            &config(POLICY),
+            &sudo("alice", "root", "/usr/sbin/visudo", &[]),
+        );
         let Verdict::StepUp(s) = d.verdict else {
             panic!("expected step-up, got {d:?}")
         };
@@ -283,7 +286,8 @@ action = "allow"
 
     #[test]
     fn resolved_symlink_target_also_matches() {
-        let c = config("[[rule]]\nid = \"sh\"\ncommands = [\"/usr/bin/dash\"]\naction = \"deny\"\n");
+        let c =
+            config("[[rule]]\nid = \"sh\"\ncommands = [\"/usr/bin/dash\"]\naction = \"deny\"\n");
         let mut ctx = sudo("alice", "root", "/usr/bin/sh", &[]);
         ctx.command.as_mut().unwrap().resolved = "/usr/bin/dash".into();
         assert_eq!(evaluate(&c, &ctx).verdict, Verdict::Deny);
@@ -291,7 +295,10 @@ action = "allow"
 
     #[test]
     fn a_matching_deny_wins_over_an_earlier_step_up() {
-        let d = evaluate(&config(POLICY), &sudo("bob", "root", "/usr/sbin/visudo", &[]));
+        let d = evaluate(
+            &config(POLICY),
+            &sudo("bob", "root", "/usr/sbin/visudo", &[]),
+        );
         assert_eq!(d.verdict, Verdict::Deny);
         assert_eq!(d.rule.as_deref(), Some("no-bob"));
     }
@@ -308,7 +315,10 @@ action = "allow"
 
     #[test]
     fn target_user_scopes_a_rule() {
-        let d = evaluate(&config(POLICY), &sudo("alice", "postgres", "/usr/bin/psql", &[]));
+        let d = evaluate(
+            &config(POLICY),
+            &sudo("alice", "postgres", "/usr/bin/psql", &[]),
+        );
         assert_eq!(d.rule.as_deref(), Some("to-postgres"));
     }
 
@@ -321,9 +331,7 @@ action = "allow"
 
     #[test]
     fn report_only_rules_are_listed_but_never_decide() {
-        let c = config(
-            "[[rule]]\nid = \"watch\"\nmode = \"report_only\"\naction = \"deny\"\n",
-        );
+        let c = config("[[rule]]\nid = \"watch\"\nmode = \"report_only\"\naction = \"deny\"\n");
         let d = evaluate(&c, &sudo("alice", "root", "/usr/bin/id", &[]));
         assert_eq!(d.verdict, Verdict::Allow);
         assert_eq!(d.report_only, vec![("watch".to_string(), Action::Deny)]);

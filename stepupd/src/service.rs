@@ -153,7 +153,34 @@ impl Service {
 
     /// The policy in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the config (SIGHUP). A config that fails to load is logged and the
+    /// one in force keeps serving. Paths (socket, store, key) are fixed at start and
+    /// a change to them takes a restart.
+    pub fn reload(&self, path: Option<&std::path::Path>, overrides: &crate::daemon::Overrides) {
+        match Config::load(path) {
+            Ok(mut new) => {
+                overrides.apply(&mut new);
+                let rules = new.rules.len();
+                let source = new.source.clone();
+                *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+                self.audit.emit(
+                    Severity::Notice,
+                    &Event::new("config_loaded")
+                        .field("config", source)
+                        .field("rules", rules.to_string()),
+                );
+            }
+            Err(e) => self.audit.emit(
+                Severity::Warning,
+                &Event::new("config_rejected").field("error", e.to_string()),
+            ),
+        }
     }
 
     /// Records a transport for `status`.
@@ -174,14 +201,20 @@ impl Service {
         move |e| {
             self.audit.emit(
                 Severity::Warning,
-                &Event::new("error").field("what", what.clone()).field("error", e.to_string()),
+                &Event::new("error")
+                    .field("what", what.clone())
+                    .field("error", e.to_string()),
             );
             ServiceError::Failed(format!("{what}: {e}"))
         }
     }
 
     /// `Evaluate`: decide whether this PAM transaction needs more proof.
-    pub fn evaluate(&self, peer: Peer, req: &EvaluateRequest) -> Result<WireDecision, ServiceError> {
+    pub fn evaluate(
+        &self,
+        peer: Peer,
+        req: &EvaluateRequest,
+    ) -> Result<WireDecision, ServiceError> {
         if peer.uid != 0 {
             self.audit.emit(
                 Severity::Warning,
@@ -206,7 +239,9 @@ impl Service {
             check_field(name, value)?;
         }
         if req.user.is_empty() || req.service.is_empty() {
-            return Err(ServiceError::InvalidArgs("user and service must be set".into()));
+            return Err(ServiceError::InvalidArgs(
+                "user and service must be set".into(),
+            ));
         }
         if req.phase != phase::AUTH && req.phase != phase::ACCOUNT {
             return Err(ServiceError::InvalidArgs(format!(
@@ -241,7 +276,12 @@ impl Service {
 
         let caller = match context::read_caller(peer.pid) {
             Ok(c) => c,
-            Err(e) => return deny("Denied: stepupd could not examine the caller".into(), &e.to_string()),
+            Err(e) => {
+                return deny(
+                    "Denied: stepupd could not examine the caller".into(),
+                    &e.to_string(),
+                );
+            }
         };
         let mut ctx = Context {
             service: req.service.clone(),
@@ -275,7 +315,10 @@ impl Service {
                     ctx.command = t.command;
                 }
                 Err(e) => {
-                    return deny("Denied: stepupd could not understand the sudo command".into(), &e.to_string());
+                    return deny(
+                        "Denied: stepupd could not understand the sudo command".into(),
+                        &e.to_string(),
+                    );
                 }
             }
         }
@@ -285,7 +328,11 @@ impl Service {
             Some(h) => h.clone(),
             None => format!("local:{}", ctx.tty.as_deref().unwrap_or("-")),
         };
-        let command = ctx.command.as_ref().map(|c| c.display()).unwrap_or_default();
+        let command = ctx
+            .command
+            .as_ref()
+            .map(|c| c.display())
+            .unwrap_or_default();
         let report_only = decision
             .report_only
             .iter()
@@ -312,8 +359,10 @@ impl Service {
                 });
             }
             Verdict::Deny => {
-                self.audit
-                    .emit(Severity::Notice, &event("deny").field("reason", decision.reason.clone()));
+                self.audit.emit(
+                    Severity::Notice,
+                    &event("deny").field("reason", decision.reason.clone()),
+                );
                 return Ok(WireDecision {
                     outcome: outcome::DENY.into(),
                     reason: decision.reason,
@@ -336,7 +385,11 @@ impl Service {
                 Reauth::For(_) => String::new(),
             },
         };
-        if let Some(g) = self.store.find_grant(&scope, now).map_err(self.fail("grant lookup"))? {
+        if let Some(g) = self
+            .store
+            .find_grant(&scope, now)
+            .map_err(self.fail("grant lookup"))?
+        {
             self.audit.emit(
                 Severity::Info,
                 &event("allow")
@@ -360,7 +413,10 @@ impl Service {
         if enrolled.is_empty() {
             return match config.defaults.unenrolled {
                 Unenrolled::Allow => {
-                    self.audit.emit(Severity::Warning, &event("allow").field("unenrolled", "allow"));
+                    self.audit.emit(
+                        Severity::Warning,
+                        &event("allow").field("unenrolled", "allow"),
+                    );
                     Ok(WireDecision {
                         outcome: outcome::ALLOW.into(),
                         request_id,
@@ -372,12 +428,19 @@ impl Service {
                         "{} — but {} has no {} factor enrolled. Ask an administrator to run: stepupctl enroll totp --user {}",
                         decision.reason,
                         ctx.user,
-                        step_up.factors.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("/"),
+                        step_up
+                            .factors
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join("/"),
                         ctx.user
                     );
                     self.audit.emit(
                         Severity::Warning,
-                        &event("deny").field("unenrolled", "deny").field("reason", reason.clone()),
+                        &event("deny")
+                            .field("unenrolled", "deny")
+                            .field("reason", reason.clone()),
                     );
                     Ok(WireDecision {
                         outcome: outcome::DENY.into(),
@@ -461,7 +524,9 @@ impl Service {
             return Err(deny_access("Respond"));
         }
         if challenge_id.len() != 32 || !challenge_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ServiceError::InvalidArgs("challenge_id must be 32 hex characters".into()));
+            return Err(ServiceError::InvalidArgs(
+                "challenge_id must be 32 hex characters".into(),
+            ));
         }
         let failure = |message: &str| RespondResult {
             result: result::FAILURE.into(),
@@ -480,7 +545,9 @@ impl Service {
                     .field("detail", "unknown or already used challenge")
                     .field("pid", peer.pid.to_string()),
             );
-            return Ok(failure("The challenge is unknown, already answered or expired."));
+            return Ok(failure(
+                "The challenge is unknown, already answered or expired.",
+            ));
         };
         let verify_event = |res: &str| {
             Event::new("verify")
@@ -492,7 +559,10 @@ impl Service {
                 .field("rule", pending.rule.clone())
         };
         if pending.expires <= Instant::now() {
-            self.audit.emit(Severity::Warning, &verify_event("failure").field("detail", "challenge expired"));
+            self.audit.emit(
+                Severity::Warning,
+                &verify_event("failure").field("detail", "challenge expired"),
+            );
             return Ok(failure("The challenge expired; try again."));
         }
         let caller: Option<Caller> = context::read_caller(peer.pid).ok();
@@ -533,7 +603,9 @@ impl Service {
                 Err(e) => {
                     self.audit.emit(
                         Severity::Warning,
-                        &verify_event("error").field("factor_id", rec.id.to_string()).field("error", e.to_string()),
+                        &verify_event("error")
+                            .field("factor_id", rec.id.to_string())
+                            .field("error", e.to_string()),
                     );
                     continue;
                 }
@@ -553,7 +625,9 @@ impl Service {
                 Ok(Verification::Rejected) => {}
                 Err(e) => self.audit.emit(
                     Severity::Warning,
-                    &verify_event("error").field("factor_id", rec.id.to_string()).field("error", e.to_string()),
+                    &verify_event("error")
+                        .field("factor_id", rec.id.to_string())
+                        .field("error", e.to_string()),
                 ),
             }
         }
@@ -592,9 +666,15 @@ impl Service {
             });
         }
         for id in &tried {
-            self.store.record_failure(*id, now as i64).map_err(self.fail("failure count"))?;
+            self.store
+                .record_failure(*id, now as i64)
+                .map_err(self.fail("failure count"))?;
         }
-        let detail = if replayed { "code already used" } else { "wrong answer" };
+        let detail = if replayed {
+            "code already used"
+        } else {
+            "wrong answer"
+        };
         let tries_left = pending.tries_left.saturating_sub(1);
         self.audit.emit(
             Severity::Warning,
@@ -763,7 +843,12 @@ impl Service {
             ));
         };
         let verdict = factors::for_kind(FactorKind::Totp)
-            .verify(&pending.secret, &pending.params.to_json(), &code, unix_now())
+            .verify(
+                &pending.secret,
+                &pending.params.to_json(),
+                &code,
+                unix_now(),
+            )
             .map_err(|e| ServiceError::Failed(e.to_string()))?;
         match verdict {
             Verification::Accepted { counter } => self.save_totp(
@@ -801,9 +886,8 @@ impl Service {
         self.require_root(peer, "EnrollTotp")?;
         Service::check_user(user)?;
         let (params, label) = Service::params(p)?;
-        let secret = Zeroizing::new(
-            totp::decode_base32(secret_base32).map_err(ServiceError::InvalidArgs)?,
-        );
+        let secret =
+            Zeroizing::new(totp::decode_base32(secret_base32).map_err(ServiceError::InvalidArgs)?);
         if secret.len() < totp::MIN_SECRET_LEN {
             return Err(ServiceError::InvalidArgs(format!(
                 "the secret is {} bits; at least {} are required (RFC 4226), e.g. 32 base32 characters",
@@ -873,7 +957,11 @@ impl Service {
     /// `Status`: anyone.
     pub fn status(&self) -> Result<Status, ServiceError> {
         let config = self.config();
-        let factors = self.store.factors(None).map_err(self.fail("factor lookup"))?.len();
+        let factors = self
+            .store
+            .factors(None)
+            .map_err(self.fail("factor lookup"))?
+            .len();
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_s: self.started.elapsed().as_secs(),
@@ -881,7 +969,10 @@ impl Service {
             rules: u32::try_from(config.rules.len()).unwrap_or(u32::MAX),
             factors: u32::try_from(factors).unwrap_or(u32::MAX),
             pending_challenges: u32::try_from(
-                self.challenges.lock().unwrap_or_else(|p| p.into_inner()).len(),
+                self.challenges
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
             )
             .unwrap_or(u32::MAX),
             transports: self

@@ -300,7 +300,18 @@ mod tests {
 
     #[test]
     fn other_value_options_do_not_leak_into_the_command() {
-        let inv = p(&["sudo", "-p", "Password: ", "-g", "adm", "-D", "/tmp", "-C", "5", "id"]);
+        let inv = p(&[
+            "sudo",
+            "-p",
+            "Password: ",
+            "-g",
+            "adm",
+            "-D",
+            "/tmp",
+            "-C",
+            "5",
+            "id",
+        ]);
         assert_eq!(inv.command, argv(&["id"]));
         assert_eq!(inv.target_user, None);
         let inv = p(&["sudo", "--prompt=x", "--preserve-env=PATH", "id"]);

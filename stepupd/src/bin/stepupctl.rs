@@ -104,7 +104,12 @@ async fn connect(socket: &Option<PathBuf>) -> Result<zbus::Connection, String> {
 fn describe(e: zbus::Error) -> String {
     match e {
         zbus::Error::MethodError(name, Some(msg), _) => {
-            let short = name.as_str().rsplit('.').next().unwrap_or("Error").to_string();
+            let short = name
+                .as_str()
+                .rsplit('.')
+                .next()
+                .unwrap_or("Error")
+                .to_string();
             format!("{short}: {msg}")
         }
         other => other.to_string(),
@@ -170,20 +175,30 @@ async fn run(args: Args) -> Result<(), String> {
             if json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|f| serde_json::json!({
-                        "id": f.id, "user": f.user, "kind": f.kind, "label": f.label,
-                        "created": f.created, "last_used": f.last_used, "failures": f.failures,
-                    }))
+                    .map(|f| {
+                        serde_json::json!({
+                            "id": f.id, "user": f.user, "kind": f.kind, "label": f.label,
+                            "created": f.created, "last_used": f.last_used, "failures": f.failures,
+                        })
+                    })
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else if list.is_empty() {
                 println!("no factors enrolled");
             } else {
-                println!("{:>4}  {:<16} {:<6} {:<16} {:>8}  LAST USED", "ID", "USER", "KIND", "LABEL", "FAILURES");
+                println!(
+                    "{:>4}  {:<16} {:<6} {:<16} {:>8}  LAST USED",
+                    "ID", "USER", "KIND", "LABEL", "FAILURES"
+                );
                 for f in list {
                     println!(
                         "{:>4}  {:<16} {:<6} {:<16} {:>8}  {}",
-                        f.id, f.user, f.kind, f.label, f.failures, ts(f.last_used)
+                        f.id,
+                        f.user,
+                        f.kind,
+                        f.label,
+                        f.failures,
+                        ts(f.last_used)
                     );
                 }
             }
@@ -192,19 +207,41 @@ async fn run(args: Args) -> Result<(), String> {
             proxy.remove_factor(id).await.map_err(describe)?;
             println!("removed factor {id}");
         }
-        Cmd::Enroll(EnrollCmd::Totp { user, secret, algorithm, digits, period, label, json }) => {
-            let params = TotpParams { algorithm, digits, period, label };
+        Cmd::Enroll(EnrollCmd::Totp {
+            user,
+            secret,
+            algorithm,
+            digits,
+            period,
+            label,
+            json,
+        }) => {
+            let params = TotpParams {
+                algorithm,
+                digits,
+                period,
+                label,
+            };
             if let Some(secret) = secret {
                 let secret = zeroize::Zeroizing::new(secret);
-                let id = proxy.enroll_totp(&user, &secret, &params).await.map_err(describe)?;
+                let id = proxy
+                    .enroll_totp(&user, &secret, &params)
+                    .await
+                    .map_err(describe)?;
                 if json {
-                    println!("{}", serde_json::json!({ "id": id, "user": user, "kind": "totp" }));
+                    println!(
+                        "{}",
+                        serde_json::json!({ "id": id, "user": user, "kind": "totp" })
+                    );
                 } else {
                     println!("enrolled TOTP factor {id} for {user}");
                 }
                 return Ok(());
             }
-            let e = proxy.enroll_totp_begin(&user, &params).await.map_err(describe)?;
+            let e = proxy
+                .enroll_totp_begin(&user, &params)
+                .await
+                .map_err(describe)?;
             if !json {
                 eprintln!("Scan this with the authenticator app of {user}:");
                 print_qr(&e.otpauth_uri);
@@ -218,7 +255,10 @@ async fn run(args: Args) -> Result<(), String> {
                     let _ = std::io::stderr().flush();
                 }
                 let mut line = String::new();
-                let n = stdin.lock().read_line(&mut line).map_err(|e| e.to_string())?;
+                let n = stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?;
                 if n == 0 {
                     return Err("no confirmation code given; nothing was enrolled".into());
                 }
@@ -251,7 +291,10 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("stepupctl: {e}");

@@ -264,8 +264,7 @@ mod tests {
 
     const SHA1_KEY: &[u8] = b"12345678901234567890";
     const SHA256_KEY: &[u8] = b"12345678901234567890123456789012";
-    const SHA512_KEY: &[u8] =
-        b"1234567890123456789012345678901234567890123456789012345678901234";
+    const SHA512_KEY: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 
     fn params(alg: &str, digits: u32) -> TotpParams {
         TotpParams::new(alg, digits, 30).unwrap()
@@ -284,17 +283,36 @@ mod tests {
         ];
         for &(t, sha1, sha256, sha512) in table {
             let step = t / 30;
-            assert_eq!(code_at_step(SHA1_KEY, &params("SHA1", 8), step), sha1, "t={t}");
-            assert_eq!(code_at_step(SHA256_KEY, &params("SHA256", 8), step), sha256, "t={t}");
-            assert_eq!(code_at_step(SHA512_KEY, &params("SHA512", 8), step), sha512, "t={t}");
+            assert_eq!(
+                code_at_step(SHA1_KEY, &params("SHA1", 8), step),
+                sha1,
+                "t={t}"
+            );
+            assert_eq!(
+                code_at_step(SHA256_KEY, &params("SHA256", 8), step),
+                sha256,
+                "t={t}"
+            );
+            assert_eq!(
+                code_at_step(SHA512_KEY, &params("SHA512", 8), step),
+                sha512,
+                "t={t}"
+            );
         }
     }
 
     #[test]
     fn verify_accepts_the_current_code_and_reports_its_step() {
         let p = params("SHA1", 8);
-        let v = TotpFactor.verify(SHA1_KEY, &p.to_json(), "07081804", 1111111109).unwrap();
-        assert_eq!(v, Verification::Accepted { counter: 1111111109 / 30 });
+        let v = TotpFactor
+            .verify(SHA1_KEY, &p.to_json(), "07081804", 1111111109)
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification::Accepted {
+                counter: 1111111109 / 30
+            }
+        );
     }
 
     #[test]
@@ -305,9 +323,15 @@ mod tests {
         for (offset, ok) in [(-2i64, false), (-1, true), (0, true), (1, true), (2, false)] {
             let s = (step as i64 + offset) as u64;
             let code = code_at_step(SHA1_KEY, &p, s);
-            let v = TotpFactor.verify(SHA1_KEY, &p.to_json(), &code, now).unwrap();
+            let v = TotpFactor
+                .verify(SHA1_KEY, &p.to_json(), &code, now)
+                .unwrap();
             if ok {
-                assert_eq!(v, Verification::Accepted { counter: s as i64 }, "offset {offset}");
+                assert_eq!(
+                    v,
+                    Verification::Accepted { counter: s as i64 },
+                    "offset {offset}"
+                );
             } else {
                 assert_eq!(v, Verification::Rejected, "offset {offset}");
             }
@@ -320,7 +344,15 @@ mod tests {
         let now = 1_700_000_000u64;
         let right = code_at_step(SHA1_KEY, &params("SHA1", 6), now / 30);
         let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
-        for answer in [wrong.as_str(), "", "12345", "1234567", "12345a", " 123456", "１２３４５６"] {
+        for answer in [
+            wrong.as_str(),
+            "",
+            "12345",
+            "1234567",
+            "12345a",
+            " 123456",
+            "１２３４５６",
+        ] {
             assert_eq!(
                 TotpFactor.verify(SHA1_KEY, &p, answer, now).unwrap(),
                 Verification::Rejected,
@@ -341,7 +373,12 @@ mod tests {
             Err(FactorError::BadParams(_))
         ));
         assert!(matches!(
-            TotpFactor.verify(SHA1_KEY, r#"{"algorithm":"SHA1","digits":9,"period":30}"#, "123456789", 0),
+            TotpFactor.verify(
+                SHA1_KEY,
+                r#"{"algorithm":"SHA1","digits":9,"period":30}"#,
+                "123456789",
+                0
+            ),
             Err(FactorError::BadParams(_))
         ));
     }
@@ -352,11 +389,14 @@ mod tests {
         assert!(TotpParams::new("SHA1", 5, 30).is_err());
         assert!(TotpParams::new("SHA1", 9, 30).is_err());
         assert!(TotpParams::new("SHA1", 6, 5).is_err());
-        assert_eq!(TotpParams::new("sha-256", 0, 0).unwrap(), TotpParams {
-            algorithm: TotpAlgorithm::Sha256,
-            digits: 6,
-            period: 30
-        });
+        assert_eq!(
+            TotpParams::new("sha-256", 0, 0).unwrap(),
+            TotpParams {
+                algorithm: TotpAlgorithm::Sha256,
+                digits: 6,
+                period: 30
+            }
+        );
     }
 
     #[test]

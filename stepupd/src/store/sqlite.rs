@@ -86,7 +86,8 @@ impl SqliteStore {
                 "schema version {version} is newer than this stepupd understands ({SCHEMA_VERSION}); upgrade stepupd"
             )));
         }
-        conn.execute_batch(SCHEMA).map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| fail(e.to_string()))?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(|e| fail(e.to_string()))?;
         Ok(SqliteStore {
@@ -95,10 +96,7 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(|e| StoreError::Database {
             path: self.path.clone(),
@@ -207,7 +205,15 @@ impl Store for SqliteStore {
                  WHERE user = ?1 AND target_user = ?2 AND service = ?3 AND session = ?4
                    AND origin = ?5 AND invocation = ?6 AND expires > ?7
                  ORDER BY expires DESC LIMIT 1",
-                params![s.user, s.target_user, s.service, s.session, s.origin, s.invocation, now],
+                params![
+                    s.user,
+                    s.target_user,
+                    s.service,
+                    s.session,
+                    s.origin,
+                    s.invocation,
+                    now
+                ],
                 |r| {
                     Ok(Grant {
                         scope: s.clone(),
