@@ -238,14 +238,16 @@ struct Run<'a> {
     pam: &'a mut dyn PamApi,
     args: &'a ModuleArgs,
     phase: Phase,
-    silent: bool,
     user: String,
     service: String,
 }
 
 impl Run<'_> {
+    /// Shows a message. `PAM_SILENT` is deliberately not honoured: sudo passes it on
+    /// every `pam_acct_mgmt` call, and a step-up or a refusal the user cannot see the
+    /// reason for is exactly what this module exists to avoid.
     fn tell(&mut self, style: Style, text: &str) {
-        if self.silent || text.is_empty() {
+        if text.is_empty() {
             return;
         }
         // An application that cannot show a message (sudo -n) is no reason to fail;
@@ -295,7 +297,6 @@ pub fn run(
     pam: &mut dyn PamApi,
     args: &ModuleArgs,
     phase: Phase,
-    silent: bool,
     connect: impl FnOnce(&ModuleArgs) -> Result<Box<dyn Daemon>, ClientError>,
 ) -> Code {
     let request = match collect_request(pam, phase) {
@@ -316,7 +317,6 @@ pub fn run(
         pam,
         args,
         phase,
-        silent,
         user: request.user.clone(),
         service: request.service.clone(),
     };
@@ -503,7 +503,7 @@ mod tests {
     }
 
     fn go(pam: &mut FakePam, d: FakeDaemon, args: &ModuleArgs, phase: Phase) -> Code {
-        run(pam, args, phase, false, move |_| Ok(Box::new(d)))
+        run(pam, args, phase, move |_| Ok(Box::new(d)))
     }
 
     #[test]
@@ -638,7 +638,7 @@ mod tests {
                 failmode: mode,
                 ..ModuleArgs::default()
             };
-            let c = run(&mut pam, &args, Phase::Account, false, |_| {
+            let c = run(&mut pam, &args, Phase::Account, |_| {
                 Err(ClientError::Unreachable("no socket".into()))
             });
             assert_eq!(c, code);
@@ -728,7 +728,7 @@ mod tests {
         ] {
             let mut pam = FakePam::sudo();
             pam.items.insert(item, value);
-            let c = run(&mut pam, &ModuleArgs::default(), Phase::Auth, false, |_| {
+            let c = run(&mut pam, &ModuleArgs::default(), Phase::Auth, |_| {
                 panic!("must not connect")
             });
             assert_eq!(c, Code::AuthErr, "{item}");
@@ -760,7 +760,8 @@ mod tests {
     }
 
     #[test]
-    fn silent_flag_suppresses_messages_but_not_prompts() {
+    fn reason_is_shown_before_the_prompt_even_when_the_application_asks_for_silence() {
+        // sudo calls pam_acct_mgmt with PAM_SILENT; the module has no silent mode.
         let mut pam = FakePam::sudo();
         pam.answers.push_back(Ok(Some("1".into())));
         let d = FakeDaemon {
@@ -769,16 +770,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            run(
-                &mut pam,
-                &ModuleArgs::default(),
-                Phase::Auth,
-                true,
-                move |_| Ok(Box::new(d))
-            ),
+            go(&mut pam, d, &ModuleArgs::default(), Phase::Account),
             Code::Success
         );
-        assert_eq!(pam.shown, vec![(Style::PromptEchoOff, "Code: ".into())]);
+        assert_eq!(pam.shown[0], (Style::Info, "Step-up required: test".into()));
     }
 
     #[test]

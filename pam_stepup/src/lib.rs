@@ -18,9 +18,7 @@ pub mod flow;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int};
 
-use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamResultCode,
-};
+use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO, PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
@@ -156,8 +154,10 @@ fn hook(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag, phase: Phase) ->
             return to_pam(Code::ServiceErr);
         }
     };
-    let silent = flags & PAM_SILENT != 0;
-    let code = flow::run(&mut handle, &module_args, phase, silent, |a| {
+    // PAM_SILENT is not honoured for the module's own reason and retry messages; see
+    // flow::Run::tell.
+    let _ = flags;
+    let code = flow::run(&mut handle, &module_args, phase, |a| {
         client::DbusDaemon::new(&a.socket).map(|d| Box::new(d) as Box<dyn flow::Daemon>)
     });
     to_pam(code)

@@ -47,6 +47,25 @@ impl Overrides {
     }
 }
 
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file (`None`: /etc/stepup/stepupd.toml, or the embedded default if absent).
+    File(Option<PathBuf>),
+    /// The embedded default, whatever is in /etc.
+    Embedded,
+}
+
+impl ConfigSource {
+    /// Loads the config from this source.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => Config::load(path.as_deref()),
+            ConfigSource::Embedded => Ok(Config::embedded()),
+        }
+    }
+}
+
 /// Start-up failures, each naming the file or setting to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -105,11 +124,11 @@ fn signal_channel() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<libc
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the policy.
 pub fn run(
-    config_path: Option<PathBuf>,
+    source: ConfigSource,
     overrides: Overrides,
     audit_stderr: bool,
 ) -> Result<(), StartError> {
-    let mut config = Config::load(config_path.as_deref())?;
+    let mut config = source.load()?;
     overrides.apply(&mut config);
     let audit = AuditLog::new(&config.audit.syslog_socket, audit_stderr);
     let key = HostKey::load_or_create(&config.store.host_key)?;
@@ -122,7 +141,7 @@ pub fn run(
     runtime.block_on(async move {
         let socket_path = config.daemon.socket.clone();
         let bus_mode = config.daemon.bus;
-        let source = config.source.clone();
+        let origin = config.source.clone();
         let rules = config.rules.len();
         let listener = ipc::bind_socket(&socket_path)?;
         let service = Arc::new(Service::new(config, Arc::new(store), key, audit));
@@ -149,19 +168,19 @@ pub fn run(
             Severity::Notice,
             &Event::new("daemon_start")
                 .field("version", env!("CARGO_PKG_VERSION"))
-                .field("config", source.clone())
+                .field("config", origin.clone())
                 .field("rules", rules.to_string())
                 .field("socket", socket_path.display().to_string()),
         );
         eprintln!(
-            "stepupd: serving {} ({rules} rules from {source})",
+            "stepupd: serving {} ({rules} rules from {origin})",
             socket_path.display()
         );
         while let Some(sig) = signals.recv().await {
             if sig != libc::SIGHUP {
                 break;
             }
-            service.reload(config_path.as_deref(), &overrides);
+            service.reload(&source, &overrides);
         }
         service
             .audit()

@@ -162,8 +162,12 @@ impl Service {
     /// Re-reads the config (SIGHUP). A config that fails to load is logged and the
     /// one in force keeps serving. Paths (socket, store, key) are fixed at start and
     /// a change to them takes a restart.
-    pub fn reload(&self, path: Option<&std::path::Path>, overrides: &crate::daemon::Overrides) {
-        match Config::load(path) {
+    pub fn reload(
+        &self,
+        source: &crate::daemon::ConfigSource,
+        overrides: &crate::daemon::Overrides,
+    ) {
+        match source.load() {
             Ok(mut new) => {
                 overrides.apply(&mut new);
                 let rules = new.rules.len();

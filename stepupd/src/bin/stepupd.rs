@@ -19,6 +19,9 @@ struct Args {
     /// errors are printed as file:line:col: message.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     check_config: Option<Option<PathBuf>>,
+    /// Run on the embedded default config even if /etc/stepup/stepupd.toml exists.
+    #[arg(long, conflicts_with = "config")]
+    embedded_default: bool,
     /// Print the embedded default config and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -84,7 +87,12 @@ fn main() -> ExitCode {
         syslog_socket: args.syslog_socket,
         bus: args.bus,
     };
-    match daemon::run(args.config, overrides, args.audit_stderr) {
+    let source = if args.embedded_default {
+        daemon::ConfigSource::Embedded
+    } else {
+        daemon::ConfigSource::File(args.config)
+    };
+    match daemon::run(source, overrides, args.audit_stderr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stepupd: {e}");

@@ -1,0 +1,385 @@
+//! Real sudo through the real pam_stepup.so and a real stepupd, each test in its own
+//! private mount namespace made by `scripts/sandbox` (bind-mounted /etc/pam.d,
+//! /etc/sudoers and account files, a tmpfs /run). The host is never changed.
+//!
+//! Needs root, sudo, oathtool, openssl and python3; skips with a printed reason when
+//! not root. `cargo build --workspace` must have run first (scripts/test does it).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    // target/debug/deps/<test binary>
+    std::env::current_exe()
+        .expect("current_exe")
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root for private mount namespaces (CI runs it as root)".into());
+    }
+    for f in ["stepupd", "stepupctl", "libpam_stepup.so"] {
+        let p = target_dir().join(f);
+        assert!(
+            p.exists(),
+            "{} is missing: run `cargo build --workspace` before the tests",
+            p.display()
+        );
+    }
+    None
+}
+
+/// Output of one sandboxed run.
+struct Run {
+    out: String,
+}
+
+/// Runs `script` (bash, as root inside the sandbox) with extra sandbox options.
+fn sandbox(options: &[&str], script: &str) -> Run {
+    let out = Command::new(repo().join("scripts/sandbox"))
+        .args(options)
+        .arg("--")
+        .arg("bash")
+        .arg("-c")
+        .arg(script)
+        .env("STEPUP_BIN", target_dir())
+        .output()
+        .expect("scripts/sandbox runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "scripts/sandbox failed ({}):\n{text}",
+        out.status
+    );
+    Run { out: text }
+}
+
+/// Runs `user_script` as the sandbox user from one shell (so sudo's timestamp, keyed
+/// to the parent process without a terminal, is shared by every sudo in it), with
+/// STEPUP_PASSWORD and STEPUP_SECRET in its environment.
+fn as_user(options: &[&str], user_script: &str, after_as_root: &str) -> Run {
+    let script = format!(
+        r#"f="$STEPUP_TMP/user.sh"
+cat >"$f" <<'USER_SCRIPT'
+{user_script}
+USER_SCRIPT
+chmod 644 "$f"
+su "$STEPUP_USER" -c "STEPUP_PASSWORD='$STEPUP_PASSWORD' STEPUP_SECRET='$STEPUP_SECRET' bash $f" 2>&1
+echo "USER_SCRIPT_EXIT=$?"
+echo "=== audit"
+cat "$STEPUP_AUDIT_LOG"
+{after_as_root}
+"#
+    );
+    sandbox(options, &script)
+}
+
+/// The text between two markers printed by a script.
+fn section<'a>(out: &'a str, start: &str, end: &str) -> &'a str {
+    let from = out
+        .find(start)
+        .unwrap_or_else(|| panic!("marker {start:?} missing in:\n{out}"));
+    let rest = &out[from + start.len()..];
+    let to = rest.find(end).unwrap_or(rest.len());
+    &rest[..to]
+}
+
+/// Waits until the current TOTP step has at least 5 s left, so a code computed now is
+/// still current when sudo sends it (the daemon accepts one step of skew anyway).
+const WAIT_FOR_FRESH_STEP: &str = r#"while [ $(( $(date +%s) % 30 )) -gt 24 ]; do sleep 1; done"#;
+
+#[test]
+fn cached_sudo_timestamp_still_steps_up_in_account() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP cached_sudo_timestamp_still_steps_up_in_account: {why}");
+        return;
+    }
+    let r = as_user(
+        &[],
+        &format!(
+            r#"echo "=== first"
+printf '%s\n' "$STEPUP_PASSWORD" | sudo -S -p 'PASSWORD-PROMPT ' id -u
+echo "first_exit=$?"
+echo "=== second"
+{WAIT_FOR_FRESH_STEP}
+oathtool --totp -b "$STEPUP_SECRET" | sudo -S visudo -c
+echo "second_exit=$?"
+echo "=== end""#
+        ),
+        "",
+    );
+    let first = section(&r.out, "=== first", "=== second");
+    assert!(
+        first.contains("PASSWORD-PROMPT"),
+        "sudo asked its password first:\n{}",
+        r.out
+    );
+    assert!(
+        !first.contains("Step-up required"),
+        "id is not sensitive:\n{}",
+        r.out
+    );
+    assert!(first.contains("first_exit=0"), "{}", r.out);
+    let second = section(&r.out, "=== second", "=== end");
+    assert!(
+        !second.contains("PASSWORD-PROMPT") && !second.contains("[sudo] password"),
+        "the timestamp is cached, sudo asks no password:\n{}",
+        r.out
+    );
+    assert!(
+        second.contains(
+            "Step-up required: this command changes accounts or sudo rights (/usr/sbin/visudo)"
+        ),
+        "the reason is shown:\n{}",
+        r.out
+    );
+    assert!(
+        second.contains("Enter the code from your authenticator app:"),
+        "{}",
+        r.out
+    );
+    assert!(
+        second.contains("parsed OK"),
+        "visudo ran after the right code:\n{}",
+        r.out
+    );
+    assert!(second.contains("second_exit=0"), "{}", r.out);
+    let audit = section(&r.out, "=== audit", "\u{0}");
+    assert!(
+        audit.contains("decision=challenge rule=accounts-and-sudoers target=root"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains(r#"command="/usr/sbin/visudo -c""#),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("event=verify") && audit.contains("result=success"),
+        "{audit}"
+    );
+    assert!(audit.contains("phase=account"), "{audit}");
+}
+
+#[test]
+fn wrong_and_replayed_codes_are_refused_by_real_sudo() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP wrong_and_replayed_codes_are_refused_by_real_sudo: {why}");
+        return;
+    }
+    let r = as_user(
+        &[],
+        &format!(
+            r#"printf '%s\n' "$STEPUP_PASSWORD" | sudo -S true
+{WAIT_FOR_FRESH_STEP}
+code=$(oathtool --totp -b "$STEPUP_SECRET")
+wrong=$(printf '%06d' $(( (10#$code + 1) % 1000000 )))
+echo "=== wrong"
+printf '%s\n' "$wrong" | sudo -S visudo -c
+echo "wrong_exit=$?"
+echo "=== right"
+printf '%s\n' "$code" | sudo -S visudo -c
+echo "right_exit=$?"
+echo "=== replay"
+printf '%s\n' "$code" | sudo -S visudo -c
+echo "replay_exit=$?"
+echo "=== end""#
+        ),
+        "",
+    );
+    let wrong = section(&r.out, "=== wrong", "=== right");
+    assert!(wrong.contains("Wrong code. 2 tries left."), "{}", r.out);
+    assert!(wrong.contains("wrong_exit=1"), "{}", r.out);
+    assert!(!wrong.contains("parsed OK"), "{}", r.out);
+    let right = section(&r.out, "=== right", "=== replay");
+    assert!(
+        right.contains("right_exit=0") && right.contains("parsed OK"),
+        "{}",
+        r.out
+    );
+    let replay = section(&r.out, "=== replay", "=== end");
+    assert!(replay.contains("That code was already used"), "{}", r.out);
+    assert!(
+        replay.contains("replay_exit=1") && !replay.contains("parsed OK"),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains(r#"detail="code already used""#),
+        "audited:\n{}",
+        r.out
+    );
+}
+
+#[test]
+fn non_interactive_sudo_with_a_challenge_fails_closed_without_hanging() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP non_interactive_sudo_with_a_challenge_fails_closed_without_hanging: {why}");
+        return;
+    }
+    let r = as_user(
+        &[],
+        r#"printf '%s\n' "$STEPUP_PASSWORD" | sudo -S true
+echo "=== n"
+# A watchdog instead of timeout(1): sudo must stay this shell's child, or its
+# timestamp (keyed to the parent process) is not the cached one.
+sleep 20 >/dev/null 2>&1 &
+watchdog=$!
+sudo -n visudo -c &
+pid=$!
+wait -n "$pid" "$watchdog"
+if kill -0 "$pid" 2>/dev/null; then kill "$pid"; echo "sudo hung"; fi
+wait "$pid"
+echo "n_exit=$?"
+kill "$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null
+echo "=== end""#,
+        "",
+    );
+    let n = section(&r.out, "=== n", "=== end");
+    assert!(
+        n.contains("n_exit=1"),
+        "denied, not timed out (124):\n{}",
+        r.out
+    );
+    assert!(!n.contains("parsed OK"), "{}", r.out);
+    assert!(n.contains("Permission denied"), "{}", r.out);
+    assert!(
+        r.out
+            .contains("decision=challenge rule=accounts-and-sudoers"),
+        "the request reached stepupd's account check:\n{}",
+        r.out
+    );
+}
+
+#[test]
+fn daemon_down_denies_real_sudo_within_the_deadline() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP daemon_down_denies_real_sudo_within_the_deadline: {why}");
+        return;
+    }
+    // Stop the daemon by pid, then an allowed command must still be refused: with
+    // failmode=secure nothing passes without an answer. A stopped (SIGSTOP) daemon
+    // is the hung case: the module's timeout_ms bounds the wait.
+    for (how, signal) in [("killed", "TERM"), ("hung", "STOP")] {
+        let r = sandbox(
+            &["--pam-args", "timeout_ms=500"],
+            &format!(
+                r#"kill -{signal} "$STEPUP_DAEMON_PID"
+[ {signal} = TERM ] && while kill -0 "$STEPUP_DAEMON_PID" 2>/dev/null; do sleep 0.05; done
+start=$(date +%s%N)
+su "$STEPUP_USER" -c "printf '%s\n' '$STEPUP_PASSWORD' | timeout 30 sudo -S id -u" 2>&1
+echo "exit=$?"
+echo "elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))"
+"#
+            ),
+        );
+        assert!(
+            r.out.contains("exit=1"),
+            "{how}: denied, not timed out:\n{}",
+            r.out
+        );
+        assert!(
+            r.out.contains("did not answer; access denied"),
+            "{how}: the user is told why:\n{}",
+            r.out
+        );
+        let elapsed: u64 = section(&r.out, "elapsed_ms=", "\n")
+            .trim()
+            .parse()
+            .expect("ms");
+        // A hang check, not a performance figure: timeout_ms=500 plus sudo and su.
+        assert!(elapsed < 15_000, "{how}: sudo took {elapsed} ms");
+    }
+}
+
+#[test]
+fn sudo_target_user_comes_from_sudos_own_command_line() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP sudo_target_user_comes_from_sudos_own_command_line: {why}");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("stepup-target-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("policy.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[rule]]
+id = "as-nobody"
+services = ["sudo"]
+target_users = ["nobody"]
+action = "step_up"
+factors = ["totp"]
+reason = "running as nobody needs a code"
+
+[[rule]]
+id = "no-shadow"
+services = ["sudo"]
+commands = ["/usr/bin/cat /etc/shadow"]
+action = "deny"
+reason = "reading shadow is not allowed"
+"#,
+    )
+    .expect("write policy");
+    let r = as_user(
+        &["--config", config.to_str().expect("utf-8 path")],
+        &format!(
+            r#"printf '%s\n' "$STEPUP_PASSWORD" | sudo -S true
+echo "=== root"
+sudo -S id -un </dev/null
+echo "root_exit=$?"
+echo "=== nobody"
+{WAIT_FOR_FRESH_STEP}
+oathtool --totp -b "$STEPUP_SECRET" | sudo -S -u nobody id -un
+echo "nobody_exit=$?"
+echo "=== shadow"
+sudo -S /bin/cat /etc/shadow </dev/null
+echo "shadow_exit=$?"
+echo "=== end""#
+        ),
+        "",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = section(&r.out, "=== root", "=== nobody");
+    assert!(
+        root.contains("root\n") && root.contains("root_exit=0"),
+        "{}",
+        r.out
+    );
+    assert!(!root.contains("Step-up"), "{}", r.out);
+    let nobody = section(&r.out, "=== nobody", "=== shadow");
+    assert!(
+        nobody.contains("running as nobody needs a code"),
+        "{}",
+        r.out
+    );
+    assert!(nobody.contains("nobody_exit=0"), "{}", r.out);
+    let shadow = section(&r.out, "=== shadow", "=== end");
+    assert!(
+        shadow.contains("Denied: reading shadow is not allowed (/usr/bin/cat)"),
+        "/bin/cat is normalised to /usr/bin/cat and denied:\n{}",
+        r.out
+    );
+    assert!(shadow.contains("shadow_exit=1"), "{}", r.out);
+    assert!(
+        r.out
+            .contains("decision=challenge rule=as-nobody target=nobody"),
+        "{}",
+        r.out
+    );
+}
