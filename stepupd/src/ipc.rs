@@ -275,9 +275,10 @@ pub async fn serve_socket(listener: UnixListener, service: Arc<Service>) {
                 .build();
             // A client that connects and never finishes the handshake must not hold a
             // task forever.
-            match tokio::time::timeout(std::time::Duration::from_secs(10), built).await {
-                Ok(Ok(conn)) => conn.closed().await,
-                Ok(Err(_)) | Err(_) => {}
+            if let Ok(Ok(conn)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), built).await
+            {
+                conn.closed().await;
             }
         });
     }

@@ -255,17 +255,24 @@ impl Service {
         }
         self.decisions.fetch_add(1, Ordering::Relaxed);
         let request_id = crypto::random_id().map_err(self.fail("random"))?;
-        let base_event = |kind: &str| {
-            Event::new(kind)
+        // `user` is who the policy judged (under sudo: the invoking user per /proc);
+        // `pam_user` is what the module sent, kept for the auditor when they differ.
+        let base_event = |kind: &str, user: &str| {
+            let e = Event::new(kind)
                 .field("request", request_id.clone())
                 .field("service", req.service.clone())
                 .field("phase", req.phase.clone())
-                .field("user", req.user.clone())
+                .field("user", user.to_string());
+            if user == req.user {
+                e
+            } else {
+                e.field("pam_user", req.user.clone())
+            }
         };
         let deny = |reason: String, detail: &str| {
             self.audit.emit(
                 Severity::Warning,
-                &base_event("decision")
+                &base_event("decision", &req.user)
                     .field("decision", "deny")
                     .field("reason", reason.clone())
                     .field("detail", detail.to_string()),
@@ -296,8 +303,7 @@ impl Service {
             tty: Some(req.tty.clone()).filter(|s| !s.is_empty()),
         };
         if caller.is_sudo() {
-            // Under sudo the peer uid is 0; the invoking user is sudo's real uid. PAM_USER
-            // must name that user, or the module is being lied to.
+            // Under sudo the peer uid is 0; the invoking user is sudo's real uid.
             let invoking = match context::account_by_uid(caller.real_uid) {
                 Some(a) => a,
                 None => {
@@ -307,14 +313,19 @@ impl Service {
                     );
                 }
             };
-            if invoking.name != req.user && caller.real_uid != 0 {
-                return deny(
-                    "Denied: PAM user does not match the user running sudo".into(),
-                    &format!("PAM_USER={} real_user={}", req.user, invoking.name),
-                );
-            }
             match context::sudo_target(&caller.argv, &caller.cwd, &invoking) {
                 Ok(t) => {
+                    // sudo authenticates the invoking user, or with targetpw/rootpw the
+                    // target or root; any other PAM_USER means the module is lied to.
+                    if req.user != invoking.name && req.user != t.target_user && req.user != "root"
+                    {
+                        return deny(
+                            "Denied: PAM user does not match the user running sudo".into(),
+                            &format!("PAM_USER={} real_user={}", req.user, invoking.name),
+                        );
+                    }
+                    // Policy and grants are about who runs sudo, as the kernel says.
+                    ctx.user = invoking.name;
                     ctx.target_user = t.target_user;
                     ctx.command = t.command;
                 }
@@ -344,7 +355,7 @@ impl Service {
             .collect::<Vec<_>>()
             .join(",");
         let event = |decision_name: &str| {
-            base_event("decision")
+            base_event("decision", &ctx.user)
                 .field("decision", decision_name.to_string())
                 .field("rule", decision.rule.clone().unwrap_or_default())
                 .field("target", ctx.target_user.clone())

@@ -1,0 +1,816 @@
+//! Shared helpers for the integration tests in `tests/tests/`: locating the built
+//! binaries, running child processes with a time bound, starting and stopping a real
+//! `stepupd` on a socket in a temp dir, writing PAM stack dirs for `pam_harness`, and
+//! the `oathtool` TOTP oracle.
+//!
+//! # Assumption: everything is built before the tests run
+//!
+//! The tests never build anything. They expect the whole workspace to be built
+//! first, with the same profile as the tests:
+//!
+//! ```text
+//! cargo build --workspace && cargo test --workspace
+//! ```
+//!
+//! Binaries are found next to the test executable: `current_exe()` is
+//! `target/<profile>/deps/<test>-<hash>`, so its parent's parent is
+//! `target/<profile>`, where `stepupd`, `stepupctl`, `pam_harness` and
+//! `libpam_stepup.so` are. A missing file fails the test with a message saying to
+//! run `cargo build --workspace`.
+//!
+//! # Root
+//!
+//! `stepupd` only answers callers with uid 0, so tests that start it need root (CI
+//! runs as root). Such tests call [`skip_unless_root`] first and return early with a
+//! visible reason otherwise.
+//!
+//! # Cleanup
+//!
+//! Every process started here is owned by a [`ChildGuard`], which on drop resumes it
+//! (should a test have stopped it with SIGSTOP), terminates it by pid and waits for
+//! it, even when an assertion failed. Each test uses its own [`TempDir`], so tests run
+//! in parallel without sharing sockets or state.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use tempfile::TempDir;
+
+/// Upper bound for any one helper process (harness, stepupctl, oathtool). Exceeding
+/// it means something hangs; it is not a performance assertion.
+pub const PROCESS_TIME_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long `stepupd` may take to create its socket.
+pub const DAEMON_START_LIMIT: Duration = Duration::from_secs(5);
+
+/// A user that exists on every Debian-like host; the daemon refuses unknown users.
+pub const TEST_USER: &str = "nobody";
+
+/// A TOTP secret (base32 of "12345678901234567890", the RFC 6238 SHA-1 seed).
+pub const TOTP_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// TOTP time step used by the daemon's default enrolment and by `oathtool --totp`.
+pub const TOTP_STEP_SECS: u64 = 30;
+
+// PAM result codes as libpam returns them (security/_pam_types.h).
+/// `PAM_SUCCESS`.
+pub const PAM_SUCCESS: i32 = 0;
+/// `PAM_SYSTEM_ERR` (what `pam_exec.so /bin/false` returns).
+pub const PAM_SYSTEM_ERR: i32 = 4;
+/// `PAM_PERM_DENIED`.
+pub const PAM_PERM_DENIED: i32 = 6;
+/// `PAM_AUTH_ERR`.
+pub const PAM_AUTH_ERR: i32 = 7;
+/// `PAM_MAXTRIES`.
+pub const PAM_MAXTRIES: i32 = 11;
+
+// ---------------------------------------------------------------------------------
+// Root, binaries, temp dirs
+// ---------------------------------------------------------------------------------
+
+/// True when running as root. Otherwise prints why `test` is skipped and returns
+/// false; the caller then returns early.
+pub fn skip_unless_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: needs root (stepupd only answers uid 0 callers); CI runs these tests as root"
+    );
+    false
+}
+
+/// `target/<profile>`: the parent of the `deps` dir holding this test executable.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("cannot find the test executable");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()))
+        .to_path_buf()
+}
+
+/// A file built by `cargo build --workspace` (a binary or the module), in
+/// `target/<profile>`.
+pub fn built(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: these tests use the workspace's built artifacts and build nothing \
+         themselves; run `cargo build --workspace` (same profile) before `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// The daemon binary.
+pub fn stepupd_bin() -> PathBuf {
+    built("stepupd")
+}
+
+/// The admin CLI.
+pub fn stepupctl_bin() -> PathBuf {
+    built("stepupctl")
+}
+
+/// The libpam harness (`tests/src/pam_harness.rs`).
+pub fn pam_harness_bin() -> PathBuf {
+    built("pam_harness")
+}
+
+/// The PAM module.
+pub fn pam_stepup_so() -> PathBuf {
+    built("libpam_stepup.so")
+}
+
+/// A fresh private temp dir (mode 0700, removed on drop).
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("stepup-test.")
+        .tempdir()
+        .expect("cannot create a temp dir")
+}
+
+/// Seconds since the epoch, fractional.
+pub fn unix_now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_secs_f64()
+}
+
+/// Whole seconds since the epoch.
+pub fn unix_now() -> u64 {
+    unix_now_f64() as u64
+}
+
+// ---------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------
+
+fn signal(pid: u32, sig: libc::c_int) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill has no memory-safety preconditions; the pid is that of a child
+    // we spawned and have not yet reaped, so it cannot name another process.
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// The single-letter state from `/proc/<pid>/stat` (`R`, `S`, `T`, `Z`, ...).
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: the state follows
+    // the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Owns a child process: on drop it is resumed (SIGCONT), asked to stop (SIGTERM),
+/// killed (SIGKILL) if it is still there after a grace period, and reaped. All by pid.
+pub struct ChildGuard {
+    name: String,
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// Takes ownership of `child`; `name` appears in messages.
+    pub fn new(name: &str, child: Child) -> ChildGuard {
+        ChildGuard {
+            name: name.to_string(),
+            child: Some(child),
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `Some(status)` once the child has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Stops the child with SIGSTOP and waits until the kernel reports it stopped.
+    pub fn suspend(&mut self) {
+        let pid = self.pid();
+        assert!(signal(pid, libc::SIGSTOP), "cannot SIGSTOP {}", self.name);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process_state(pid) != Some('T') {
+            assert!(
+                Instant::now() < deadline,
+                "{} (pid {pid}) did not stop after SIGSTOP",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Resumes the child after [`ChildGuard::suspend`].
+    pub fn resume(&mut self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
+    /// Terminates and reaps the child now (idempotent). Returns its exit status.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = child.id();
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        signal(pid, libc::SIGCONT);
+        signal(pid, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What a bounded run produced.
+#[derive(Debug)]
+pub struct Finished {
+    /// What was run, for messages.
+    pub what: String,
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Wall time from spawn to exit.
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    /// Panics with the output unless the command exited 0.
+    pub fn assert_success(&self) -> &Finished {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{} failed:\n{}",
+            self.what,
+            self.transcript()
+        );
+        self
+    }
+
+    /// The whole output, for assertion messages.
+    pub fn transcript(&self) -> String {
+        format!(
+            "$ {}\n--- exit {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.what, self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Runs `cmd` to completion with stdin closed, capturing its output. If it is still
+/// running after `limit` it is killed and the test fails: that is a hang check.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Finished {
+    let what = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let out = read_all(child.stdout.take().expect("piped stdout"));
+    let err = read_all(child.stderr.take().expect("piped stderr"));
+    let mut guard = ChildGuard::new(&what, child);
+    let status = loop {
+        if let Some(status) = guard.try_wait() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    if status.is_none() {
+        guard.stop();
+    }
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let finished = Finished {
+        what,
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+        elapsed,
+    };
+    assert!(
+        status.is_some(),
+        "still running after {limit:?} (killed; a hang):\n{}",
+        finished.transcript()
+    );
+    finished
+}
+
+// ---------------------------------------------------------------------------------
+// stepupd
+// ---------------------------------------------------------------------------------
+
+/// A running `stepupd` with everything under one temp dir: config, socket, state,
+/// host key, stderr log, and an audit socket this test reads.
+pub struct Stepupd {
+    guard: ChildGuard,
+    socket: PathBuf,
+    stderr_path: PathBuf,
+    audit: UnixDatagram,
+    audit_seen: Mutex<Vec<String>>,
+}
+
+impl Stepupd {
+    /// Writes `<dir>/stepupd.toml` with private paths under `dir` followed by
+    /// `policy` (TOML: `[defaults]`, `[[rule]]`...), binds the audit socket
+    /// `<dir>/audit.sock`, starts the daemon and waits (bounded) for its socket.
+    pub fn start(dir: &Path, policy: &str) -> Stepupd {
+        let socket = dir.join("run/pam.sock");
+        let audit_path = dir.join("audit.sock");
+        let config_path = dir.join("stepupd.toml");
+        let config = format!(
+            "[daemon]\nsocket = {socket:?}\nbus = \"none\"\n\n\
+             [store]\npath = {state:?}\nhost_key = {key:?}\n\n\
+             [audit]\nsyslog_socket = {audit:?}\n\n{policy}\n",
+            socket = socket.display().to_string(),
+            state = dir.join("state/state.db").display().to_string(),
+            key = dir.join("etc/host.key").display().to_string(),
+            audit = audit_path.display().to_string(),
+        );
+        std::fs::write(&config_path, config).expect("cannot write the daemon config");
+        let audit = UnixDatagram::bind(&audit_path).expect("cannot bind the audit socket");
+        audit
+            .set_nonblocking(true)
+            .expect("cannot make the audit socket non-blocking");
+        let stderr_path = dir.join("stepupd.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("cannot create the stderr log");
+        let child = Command::new(stepupd_bin())
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--audit-stderr")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("cannot start stepupd");
+        let mut daemon = Stepupd {
+            guard: ChildGuard::new("stepupd", child),
+            socket,
+            stderr_path,
+            audit,
+            audit_seen: Mutex::new(Vec::new()),
+        };
+        let deadline = Instant::now() + DAEMON_START_LIMIT;
+        while !daemon.socket.exists() {
+            if let Some(status) = daemon.guard.try_wait() {
+                panic!(
+                    "stepupd exited ({status}) before creating {}:\n{}",
+                    daemon.socket.display(),
+                    daemon.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stepupd did not create {} within {DAEMON_START_LIMIT:?}:\n{}",
+                daemon.socket.display(),
+                daemon.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        daemon
+    }
+
+    /// The daemon's peer-to-peer socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// What the daemon wrote on stderr so far (audit lines included).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// SIGSTOPs the daemon (it keeps its socket: connections queue and hang).
+    pub fn suspend(&mut self) {
+        self.guard.suspend();
+    }
+
+    /// SIGCONTs the daemon.
+    pub fn resume(&mut self) {
+        self.guard.resume();
+    }
+
+    /// Stops the daemon now (also done on drop).
+    pub fn stop(&mut self) {
+        self.guard.stop();
+    }
+
+    /// Runs `stepupctl --socket <socket> ARGS` and asserts it succeeded.
+    pub fn ctl(&self, args: &[&str]) -> Finished {
+        let mut cmd = Command::new(stepupctl_bin());
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        let out = run_bounded(cmd, PROCESS_TIME_LIMIT);
+        out.assert_success();
+        out
+    }
+
+    /// Enrols a TOTP factor with `secret` (base32, SHA-1, 6 digits, 30 s) for `user`.
+    pub fn enroll_totp(&self, user: &str, secret: &str) {
+        self.ctl(&["enroll", "totp", "--user", user, "--secret", secret]);
+    }
+
+    /// Every syslog record received on the audit socket since start, in order.
+    pub fn audit_records(&self) -> Vec<String> {
+        let mut seen = self.audit_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match self.audit.recv(&mut buf) {
+                Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("reading the audit socket: {e}"),
+            }
+        }
+        seen.clone()
+    }
+
+    /// Polls the audit socket until `done` holds for the records (or `limit`
+    /// passes), then returns the records.
+    pub fn wait_for_audit(&self, limit: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let records = self.audit_records();
+            if done(&records) || Instant::now() >= deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// PAM stacks and the harness
+// ---------------------------------------------------------------------------------
+
+/// A PAM configuration dir for `pam_start_confdir` (one file per service).
+pub struct PamConfDir {
+    dir: PathBuf,
+}
+
+impl PamConfDir {
+    /// Creates `<parent>/pam.d`.
+    pub fn new(parent: &Path) -> PamConfDir {
+        let dir = parent.join("pam.d");
+        std::fs::create_dir_all(&dir).expect("cannot create the pam.d dir");
+        PamConfDir { dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes the stack for `service`, one PAM line per entry.
+    pub fn write(&self, service: &str, lines: &[String]) {
+        let mut text = String::new();
+        for l in lines {
+            let _ = writeln!(text, "{l}");
+        }
+        std::fs::write(self.dir.join(service), text).expect("cannot write a PAM stack");
+    }
+}
+
+/// `TYPE CONTROL /abs/path/libpam_stepup.so ARGS...`.
+pub fn stepup_line(kind: &str, control: &str, args: &[String]) -> String {
+    let mut line = format!("{kind} {control} {}", pam_stepup_so().display());
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    line
+}
+
+/// Module arguments `socket=PATH timeout_ms=N failmode=MODE`.
+pub fn stepup_args(socket: &Path, timeout_ms: u32, failmode: &str) -> Vec<String> {
+    vec![
+        format!("socket={}", socket.display()),
+        format!("timeout_ms={timeout_ms}"),
+        format!("failmode={failmode}"),
+    ]
+}
+
+/// The usual stack: pam_stepup as the only `requisite` module in auth and account.
+pub fn stepup_only_stack(args: &[String]) -> Vec<String> {
+    vec![
+        stepup_line("auth", "requisite", args),
+        stepup_line("account", "requisite", args),
+    ]
+}
+
+/// What one `pam_harness` run showed.
+#[derive(Debug)]
+pub struct HarnessRun {
+    /// The process outcome and output.
+    pub out: Finished,
+}
+
+impl HarnessRun {
+    /// Stdout lines starting with `prefix` (prefix removed, leading space trimmed).
+    pub fn lines(&self, prefix: &str) -> Vec<String> {
+        self.out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|l| l.trim_start().to_string())
+            .collect()
+    }
+
+    /// `PROMPT:` lines.
+    pub fn prompts(&self) -> Vec<String> {
+        self.lines("PROMPT:")
+    }
+
+    /// `INFO:` lines.
+    pub fn infos(&self) -> Vec<String> {
+        self.lines("INFO:")
+    }
+
+    /// `ERROR:` lines.
+    pub fn errors(&self) -> Vec<String> {
+        self.lines("ERROR:")
+    }
+
+    /// `(phase, code)` for each `RESULT` line, in order.
+    pub fn results(&self) -> Vec<(String, i32)> {
+        self.lines("RESULT ")
+            .iter()
+            .map(|l| {
+                let mut parts = l.split_whitespace();
+                let phase = parts.next().unwrap_or_default().to_string();
+                let code = parts
+                    .next()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or_else(|| panic!("bad RESULT line {l:?}"));
+                (phase, code)
+            })
+            .collect()
+    }
+
+    /// The `(threads_before, threads_after, fds_before, fds_after)` report.
+    pub fn resources(&self) -> (usize, usize, usize, usize) {
+        let line = self
+            .lines("RESOURCES threads_before=")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no RESOURCES line:\n{}", self.transcript()));
+        let line = format!("threads_before={line}");
+        let get = |key: &str| -> usize {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        (
+            get("threads_before"),
+            get("threads_after"),
+            get("fds_before"),
+            get("fds_after"),
+        )
+    }
+
+    /// Asserts the harness process ended with as many threads and fds as it began
+    /// with, and no new fd.
+    pub fn assert_nothing_left_behind(&self) {
+        let (tb, ta, fb, fa) = self.resources();
+        assert_eq!(ta, tb, "threads left behind:\n{}", self.transcript());
+        assert_eq!(fa, fb, "fds left behind:\n{}", self.transcript());
+        let new_fds = self.lines("RESOURCES new_fd");
+        assert!(
+            new_fds.is_empty(),
+            "new fds: {new_fds:?}\n{}",
+            self.transcript()
+        );
+    }
+
+    /// Asserts the exact sequence of `RESULT` lines, and that the exit status is the
+    /// last code (the harness's contract).
+    pub fn assert_results(&self, expected: &[(&str, i32)]) {
+        let got = self.results();
+        let want: Vec<(String, i32)> = expected
+            .iter()
+            .map(|(p, c)| ((*p).to_string(), *c))
+            .collect();
+        assert_eq!(got, want, "PAM results differ:\n{}", self.transcript());
+        if let Some((_, last)) = want.last() {
+            assert_eq!(
+                self.out.code,
+                Some(*last),
+                "exit status is not the last PAM code:\n{}",
+                self.transcript()
+            );
+        }
+    }
+
+    /// Everything the run printed, for assertion messages.
+    pub fn transcript(&self) -> String {
+        self.out.transcript()
+    }
+}
+
+/// One `pam_harness` invocation.
+pub struct Harness<'a> {
+    confdir: &'a Path,
+    service: String,
+    user: String,
+    phases: Vec<String>,
+    answers: Vec<String>,
+    report_resources: bool,
+    extra: Vec<String>,
+}
+
+impl<'a> Harness<'a> {
+    /// `pam_harness --confdir CONFDIR --service SERVICE --user TEST_USER`.
+    pub fn new(confdir: &'a PamConfDir, service: &str) -> Harness<'a> {
+        Harness {
+            confdir: confdir.path(),
+            service: service.to_string(),
+            user: TEST_USER.to_string(),
+            phases: Vec::new(),
+            answers: Vec::new(),
+            report_resources: false,
+            extra: Vec::new(),
+        }
+    }
+
+    /// `--user`.
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = user.to_string();
+        self
+    }
+
+    /// `--phase auth|account|both` (repeatable).
+    pub fn phase(mut self, phase: &str) -> Self {
+        self.phases.push(phase.to_string());
+        self
+    }
+
+    /// `--answer TEXT` (repeatable; used in order, then PAM_CONV_ERR).
+    pub fn answer(mut self, answer: &str) -> Self {
+        self.answers.push(answer.to_string());
+        self
+    }
+
+    /// `--report-resources`.
+    pub fn report_resources(mut self) -> Self {
+        self.report_resources = true;
+        self
+    }
+
+    /// Any other harness argument (`--rhost H`, `--tty T`, `--ruser R`).
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_string());
+        self
+    }
+
+    /// Runs the harness, bounded by [`PROCESS_TIME_LIMIT`].
+    pub fn run(self) -> HarnessRun {
+        let mut cmd = Command::new(pam_harness_bin());
+        cmd.arg("--confdir")
+            .arg(self.confdir)
+            .arg("--service")
+            .arg(&self.service)
+            .arg("--user")
+            .arg(&self.user);
+        for p in &self.phases {
+            cmd.arg("--phase").arg(p);
+        }
+        for a in &self.answers {
+            cmd.arg("--answer").arg(a);
+        }
+        if self.report_resources {
+            cmd.arg("--report-resources");
+        }
+        cmd.args(&self.extra);
+        HarnessRun {
+            out: run_bounded(cmd, PROCESS_TIME_LIMIT),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// TOTP oracle
+// ---------------------------------------------------------------------------------
+
+/// Runs `oathtool ARGS`; fails with a clear message when oathtool is not installed
+/// (CI installs the `oathtool` package; a missing oracle is never a silent skip).
+pub fn oathtool(args: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("oathtool");
+    cmd.args(args);
+    cmd.stdin(Stdio::null());
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "oathtool is not installed: it is the independent TOTP oracle these tests need \
+             (Debian/Ubuntu: apt-get install oathtool)"
+        ),
+        Err(e) => panic!("cannot run oathtool: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "oathtool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The TOTP code for `secret` (base32, SHA-1, 6 digits, 30 s) at unix time `at`.
+pub fn totp_at(secret: &str, at: u64) -> String {
+    let now = format!("@{at}");
+    oathtool(&["--totp", "-b", secret, "--now", &now])
+        .into_iter()
+        .next()
+        .expect("oathtool printed no code")
+}
+
+/// The TOTP code for `secret` now, by oathtool's own clock.
+pub fn totp_now(secret: &str) -> String {
+    oathtool(&["--totp", "-b", secret])
+        .into_iter()
+        .next()
+        .expect("oathtool printed no code")
+}
+
+/// A well-formed 6-digit code that is NOT valid for `secret` anywhere within
+/// ±`steps` time steps of now (so no clock skew window can accept it).
+pub fn wrong_totp(secret: &str, steps: u64) -> String {
+    let from = unix_now().saturating_sub(steps * TOTP_STEP_SECS);
+    let from = format!("@{from}");
+    let window = (2 * steps).to_string();
+    let valid = oathtool(&["--totp", "-b", secret, "--now", &from, "-w", &window]);
+    assert!(
+        valid.len() > 2 * steps as usize,
+        "oathtool -w printed {valid:?}"
+    );
+    (0..1_000_000u64)
+        .map(|n| format!("{:06}", (n * 7919 + 123_456) % 1_000_000))
+        .find(|c| !valid.contains(c))
+        .expect("some 6-digit code is wrong")
+}
+
+/// Index of the current TOTP step.
+pub fn totp_step() -> u64 {
+    unix_now() / TOTP_STEP_SECS
+}
+
+/// Waits (at most `margin` plus a little) until at least `margin` remains in the
+/// current TOTP step, so a code computed now stays in the same step for a while.
+pub fn wait_for_room_in_totp_step(margin: Duration) {
+    assert!(margin < Duration::from_secs(TOTP_STEP_SECS / 2));
+    loop {
+        let into = unix_now_f64() % TOTP_STEP_SECS as f64;
+        let left = TOTP_STEP_SECS as f64 - into;
+        if left > margin.as_secs_f64() {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs_f64(left + 0.05));
+    }
+}
