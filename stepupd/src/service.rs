@@ -219,16 +219,7 @@ impl Service {
         peer: Peer,
         req: &EvaluateRequest,
     ) -> Result<WireDecision, ServiceError> {
-        if peer.uid != 0 {
-            self.audit.emit(
-                Severity::Warning,
-                &Event::new("access_denied")
-                    .field("method", "Evaluate")
-                    .field("uid", peer.uid.to_string())
-                    .field("pid", peer.pid.to_string()),
-            );
-            return Err(deny_access("Evaluate"));
-        }
+        self.require_root(peer, "Evaluate")?;
         let ssh_auth_info = req.ssh_auth_info.trim_end_matches('\n');
         for (name, value) in [
             ("service", req.service.as_str()),
@@ -528,16 +519,7 @@ impl Service {
         answer: &str,
     ) -> Result<RespondResult, ServiceError> {
         let answer = Zeroizing::new(answer.to_string());
-        if peer.uid != 0 {
-            self.audit.emit(
-                Severity::Warning,
-                &Event::new("access_denied")
-                    .field("method", "Respond")
-                    .field("uid", peer.uid.to_string())
-                    .field("pid", peer.pid.to_string()),
-            );
-            return Err(deny_access("Respond"));
-        }
+        self.require_root(peer, "Respond")?;
         if challenge_id.len() != 32 || !challenge_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ServiceError::InvalidArgs(
                 "challenge_id must be 32 hex characters".into(),
@@ -997,5 +979,307 @@ impl Service {
                 .join(", "),
             decisions: self.decisions.load(Ordering::Relaxed),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    const SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    fn service(policy: &str) -> (tempfile::TempDir, Service) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(policy, "t.toml").unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let audit = AuditLog::new(&dir.path().join("no-syslog"), false);
+        let svc = Service::new(config, Arc::new(store), HostKey::from_bytes([3; 32]), audit);
+        (dir, svc)
+    }
+
+    const STEP_UP: &str = "[[rule]]\nid = \"t\"\nservices = [\"stepup-test\"]\naction = \"step_up\"\nreauth = \"10m\"\nmax_tries = 2\n";
+
+    fn me() -> Peer {
+        Peer {
+            uid: 0,
+            pid: std::process::id(),
+        }
+    }
+
+    fn request(service: &str) -> EvaluateRequest {
+        EvaluateRequest {
+            service: service.into(),
+            user: "nobody".into(),
+            phase: phase::ACCOUNT.into(),
+            tty: "/dev/pts/9".into(),
+            ..EvaluateRequest::default()
+        }
+    }
+
+    fn enrol(svc: &Service) -> i64 {
+        let params = WireTotpParams {
+            algorithm: "SHA1".into(),
+            digits: 6,
+            period: 30,
+            label: String::new(),
+        };
+        svc.enroll_totp(me(), "nobody", SECRET_B32, &params)
+            .unwrap()
+    }
+
+    fn current_code() -> String {
+        let secret = totp::decode_base32(SECRET_B32).unwrap();
+        totp::code_at_step(&secret, &totp::TotpParams::default(), unix_now() / 30)
+    }
+
+    #[test]
+    fn only_root_may_evaluate_respond_enrol_or_remove() {
+        let (_d, svc) = service(STEP_UP);
+        let user = Peer {
+            uid: 65534,
+            pid: std::process::id(),
+        };
+        assert!(matches!(
+            svc.evaluate(user, &request("sudo")),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        assert!(matches!(
+            svc.respond(user, &"0".repeat(32), "1"),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        let params = WireTotpParams::default();
+        assert!(matches!(
+            svc.enroll_totp(user, "nobody", SECRET_B32, &params),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        assert!(matches!(
+            svc.remove_factor(user, 1),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        assert!(svc.status().is_ok(), "status is for everyone");
+    }
+
+    #[test]
+    fn a_user_lists_only_their_own_factors() {
+        let (_d, svc) = service(STEP_UP);
+        enrol(&svc);
+        let nobody = Peer { uid: 65534, pid: 1 };
+        assert_eq!(svc.list_factors(nobody, "").unwrap().len(), 1);
+        assert!(matches!(
+            svc.list_factors(nobody, "root"),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        assert!(svc.list_factors(me(), "root").unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_requests_are_rejected_and_change_nothing() {
+        let (_d, svc) = service(STEP_UP);
+        let mut bad = request("stepup-test");
+        bad.tty = "pts/1\nevent=allow".into();
+        assert!(
+            matches!(svc.evaluate(me(), &bad), Err(ServiceError::InvalidArgs(m)) if m.contains("tty"))
+        );
+        let mut bad = request("stepup-test");
+        bad.rhost = "h".repeat(MAX_FIELD_LEN + 1);
+        assert!(
+            matches!(svc.evaluate(me(), &bad), Err(ServiceError::InvalidArgs(m)) if m.contains("rhost"))
+        );
+        let mut bad = request("stepup-test");
+        bad.phase = "session".into();
+        assert!(matches!(
+            svc.evaluate(me(), &bad),
+            Err(ServiceError::InvalidArgs(_))
+        ));
+        assert!(matches!(
+            svc.respond(me(), "not-hex", "1"),
+            Err(ServiceError::InvalidArgs(_))
+        ));
+        assert_eq!(svc.status().unwrap().decisions, 0);
+        assert_eq!(svc.status().unwrap().pending_challenges, 0);
+    }
+
+    #[test]
+    fn unenrolled_user_is_denied_with_the_fix_by_default() {
+        let (_d, svc) = service(STEP_UP);
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        assert_eq!(d.outcome, outcome::DENY);
+        assert!(
+            d.reason.contains("stepupctl enroll totp --user nobody"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn unenrolled_allow_lets_the_user_through() {
+        let (_d, svc) = service(&format!("[defaults]\nunenrolled = \"allow\"\n{STEP_UP}"));
+        assert_eq!(
+            svc.evaluate(me(), &request("stepup-test")).unwrap().outcome,
+            outcome::ALLOW
+        );
+    }
+
+    #[test]
+    fn right_code_succeeds_once_and_the_grant_spares_the_next_prompt() {
+        let (_d, svc) = service(STEP_UP);
+        enrol(&svc);
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        assert_eq!(d.outcome, outcome::CHALLENGE);
+        assert_eq!(d.challenge_id.len(), 32);
+        assert_eq!(d.factors, vec!["totp".to_string()]);
+        let r = svc.respond(me(), &d.challenge_id, &current_code()).unwrap();
+        assert_eq!(r.result, result::SUCCESS, "{}", r.message);
+        // Single use: the same id is gone.
+        let again = svc.respond(me(), &d.challenge_id, &current_code()).unwrap();
+        assert_eq!(again.result, result::FAILURE);
+        // reauth = 10m: same user, target, service, session and origin → allowed.
+        assert_eq!(
+            svc.evaluate(me(), &request("stepup-test")).unwrap().outcome,
+            outcome::ALLOW
+        );
+        // Another origin is not covered.
+        let mut remote = request("stepup-test");
+        remote.rhost = "192.0.2.7".into();
+        assert_eq!(
+            svc.evaluate(me(), &remote).unwrap().outcome,
+            outcome::CHALLENGE
+        );
+    }
+
+    #[test]
+    fn a_replayed_code_fails_even_in_a_new_challenge() {
+        let (_d, svc) = service("[[rule]]\nid = \"t\"\naction = \"step_up\"\n");
+        enrol(&svc);
+        let code = current_code();
+        let d1 = svc.evaluate(me(), &request("x")).unwrap();
+        assert_eq!(
+            svc.respond(me(), &d1.challenge_id, &code).unwrap().result,
+            result::SUCCESS
+        );
+        // every_time reauth binds the grant to this process; use another origin so a
+        // new challenge is issued.
+        let mut other = request("x");
+        other.tty = "/dev/pts/10".into();
+        let d2 = svc.evaluate(me(), &other).unwrap();
+        assert_eq!(d2.outcome, outcome::CHALLENGE);
+        let r = svc.respond(me(), &d2.challenge_id, &code).unwrap();
+        assert_eq!(r.result, result::RETRY);
+        assert!(r.message.contains("already used"), "{}", r.message);
+    }
+
+    #[test]
+    fn wrong_answers_count_down_to_max_tries_and_are_recorded() {
+        let (_d, svc) = service(STEP_UP);
+        let id = enrol(&svc);
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        let wrong = format!(
+            "{:06}",
+            (current_code().parse::<u32>().unwrap() + 500_000) % 1_000_000
+        );
+        let r = svc.respond(me(), &d.challenge_id, &wrong).unwrap();
+        assert_eq!(
+            (r.result.as_str(), r.message.as_str()),
+            (result::RETRY, "Wrong code. 1 try left.")
+        );
+        let r = svc.respond(me(), &d.challenge_id, "not a code").unwrap();
+        assert_eq!(r.result, result::MAX_TRIES);
+        let f = svc.list_factors(me(), "nobody").unwrap();
+        assert_eq!(
+            (f[0].id, f[0].failures),
+            (id, 1),
+            "only the well-formed code counts against the factor"
+        );
+        assert_eq!(svc.status().unwrap().pending_challenges, 0);
+    }
+
+    #[test]
+    fn a_challenge_answered_from_another_process_fails_and_stays_open() {
+        let (_d, svc) = service(STEP_UP);
+        enrol(&svc);
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        let thief = Peer { uid: 0, pid: 1 };
+        let r = svc
+            .respond(thief, &d.challenge_id, &current_code())
+            .unwrap();
+        assert_eq!(r.result, result::FAILURE);
+        assert!(r.message.contains("another process"), "{}", r.message);
+        // The rightful process can still answer it.
+        assert_eq!(
+            svc.respond(me(), &d.challenge_id, &current_code())
+                .unwrap()
+                .result,
+            result::SUCCESS
+        );
+    }
+
+    #[test]
+    fn enrolment_confirmation_needs_the_right_code_and_blocks_its_reuse() {
+        let (_d, svc) = service(STEP_UP);
+        let params = WireTotpParams {
+            algorithm: "SHA1".into(),
+            digits: 6,
+            period: 30,
+            label: "phone".into(),
+        };
+        let e = svc.enroll_totp_begin(me(), "nobody", &params).unwrap();
+        assert!(
+            e.otpauth_uri.starts_with("otpauth://totp/stepup:nobody%40"),
+            "{}",
+            e.otpauth_uri
+        );
+        assert!(
+            e.otpauth_uri
+                .contains(&format!("secret={}", e.secret_base32))
+        );
+        let secret = totp::decode_base32(&e.secret_base32).unwrap();
+        assert_eq!(secret.len(), totp::GENERATED_SECRET_LEN);
+        let code = totp::code_at_step(&secret, &totp::TotpParams::default(), unix_now() / 30);
+        let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+        assert!(matches!(
+            svc.enroll_totp_confirm(me(), &e.enrolment_id, &wrong),
+            Err(ServiceError::InvalidArgs(m)) if m.contains("4 tries left")
+        ));
+        assert!(svc.list_factors(me(), "nobody").unwrap().is_empty());
+        svc.enroll_totp_confirm(me(), &e.enrolment_id, &code)
+            .unwrap();
+        assert_eq!(svc.list_factors(me(), "nobody").unwrap()[0].label, "phone");
+        // The confirmation code cannot then be used to pass a challenge.
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        let r = svc.respond(me(), &d.challenge_id, &code).unwrap();
+        assert!(r.message.contains("already used"), "{}", r.message);
+    }
+
+    #[test]
+    fn enrolment_rejects_short_secrets_and_unknown_users() {
+        let (_d, svc) = service(STEP_UP);
+        let params = WireTotpParams::default();
+        assert!(matches!(
+            svc.enroll_totp(me(), "nobody", "JBSWY3DPEHPK3PXP", &params),
+            Err(ServiceError::InvalidArgs(m)) if m.contains("128")
+        ));
+        assert!(matches!(
+            svc.enroll_totp(me(), "no-such-user-xyz", SECRET_B32, &params),
+            Err(ServiceError::InvalidArgs(m)) if m.contains("unknown user")
+        ));
+    }
+
+    #[test]
+    fn secrets_are_sealed_in_the_store() {
+        let (dir, svc) = service(STEP_UP);
+        enrol(&svc);
+        drop(svc);
+        let raw = std::fs::read(dir.path().join("state.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("state.db-wal")).unwrap_or_default();
+        let plain = totp::decode_base32(SECRET_B32).unwrap();
+        for bytes in [&raw, &wal] {
+            assert!(!bytes.windows(plain.len()).any(|w| w == plain.as_slice()));
+            assert!(
+                !bytes
+                    .windows(SECRET_B32.len())
+                    .any(|w| w == SECRET_B32.as_bytes())
+            );
+        }
     }
 }
