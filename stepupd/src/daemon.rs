@@ -131,8 +131,6 @@ pub fn run(
     let mut config = source.load()?;
     overrides.apply(&mut config);
     let audit = AuditLog::new(&config.audit.syslog_socket, audit_stderr);
-    let key = HostKey::load_or_create(&config.store.host_key)?;
-    let store = SqliteStore::open(&config.store.path)?;
     let mut signals = signal_channel()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -143,7 +141,19 @@ pub fn run(
         let bus_mode = config.daemon.bus;
         let origin = config.source.clone();
         let rules = config.rules.len();
+        // The socket first: a daemon refused for its socket must not leave a new host
+        // key or database behind.
         let listener = ipc::bind_socket(&socket_path)?;
+        let opened = HostKey::load_or_create(&config.store.host_key)
+            .map_err(StartError::from)
+            .and_then(|key| Ok((key, SqliteStore::open(&config.store.path)?)));
+        let (key, store) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket_path);
+                return Err(e);
+            }
+        };
         let service = Arc::new(Service::new(config, Arc::new(store), key, audit));
         service.add_transport(format!("p2p:{}", socket_path.display()));
         tokio::spawn(ipc::serve_socket(listener, service.clone()));

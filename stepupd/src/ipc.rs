@@ -165,8 +165,13 @@ impl StepupdInterface {
         self.service.remove_factor(peer, id).map_err(to_fdo)
     }
 
-    async fn status(&self) -> fdo::Result<Status> {
-        self.service.status().map_err(to_fdo)
+    async fn status(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<Status> {
+        let peer = self.peer(conn, &header).await?;
+        self.service.status(peer).map_err(to_fdo)
     }
 }
 

@@ -951,12 +951,21 @@ impl Service {
         Ok(())
     }
 
-    /// `Status`: anyone.
-    pub fn status(&self) -> Result<Status, ServiceError> {
+    /// `Status`: anyone; a non-root caller sees the count of their own factors only.
+    pub fn status(&self, peer: Peer) -> Result<Status, ServiceError> {
         let config = self.config();
+        let own = if peer.uid == 0 {
+            None
+        } else {
+            Some(
+                context::account_by_uid(peer.uid)
+                    .ok_or_else(|| ServiceError::AccessDenied("caller has no account".into()))?
+                    .name,
+            )
+        };
         let factors = self
             .store
-            .factors(None)
+            .factors(own.as_deref())
             .map_err(self.fail("factor lookup"))?
             .len();
         Ok(Status {
@@ -1057,7 +1066,7 @@ mod tests {
             svc.remove_factor(user, 1),
             Err(ServiceError::AccessDenied(_))
         ));
-        assert!(svc.status().is_ok(), "status is for everyone");
+        assert!(svc.status(user).is_ok(), "status is for everyone");
     }
 
     #[test]
@@ -1096,8 +1105,8 @@ mod tests {
             svc.respond(me(), "not-hex", "1"),
             Err(ServiceError::InvalidArgs(_))
         ));
-        assert_eq!(svc.status().unwrap().decisions, 0);
-        assert_eq!(svc.status().unwrap().pending_challenges, 0);
+        assert_eq!(svc.status(me()).unwrap().decisions, 0);
+        assert_eq!(svc.status(me()).unwrap().pending_challenges, 0);
     }
 
     #[test]
@@ -1191,7 +1200,7 @@ mod tests {
             (id, 1),
             "only the well-formed code counts against the factor"
         );
-        assert_eq!(svc.status().unwrap().pending_challenges, 0);
+        assert_eq!(svc.status(me()).unwrap().pending_challenges, 0);
     }
 
     #[test]

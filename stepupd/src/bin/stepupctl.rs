@@ -160,7 +160,8 @@ async fn run(args: Args) -> Result<(), String> {
                 );
             } else {
                 println!("stepupd {} up {}s", s.version, s.uptime_s);
-                println!("config:     {} ({} rules)", s.config_source, s.rules);
+                let plural = if s.rules == 1 { "rule" } else { "rules" };
+                println!("config:     {} ({} {plural})", s.config_source, s.rules);
                 println!("transports: {}", s.transports);
                 println!("factors:    {}", s.factors);
                 println!("decisions:  {}", s.decisions);

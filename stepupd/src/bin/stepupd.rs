@@ -71,7 +71,8 @@ fn main() -> ExitCode {
                 } else {
                     c.source.clone()
                 };
-                println!("{from}: OK ({} rules)", c.rules.len());
+                let n = c.rules.len();
+                println!("{from}: OK ({n} {})", if n == 1 { "rule" } else { "rules" });
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -814,3 +814,618 @@ pub fn wait_for_room_in_totp_step(margin: Duration) {
         std::thread::sleep(Duration::from_secs_f64(left + 0.05));
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Repository files, tools, accounts
+// ---------------------------------------------------------------------------------
+
+use std::io::{BufRead as _, Write as _};
+use std::sync::mpsc;
+
+/// The workspace root (the parent of `tests/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A file of the repository, e.g. `etc/stepup/stepupd.toml`.
+pub fn repo_file(relative: &str) -> PathBuf {
+    let path = repo_root().join(relative);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// The absolute path of `tool` on `PATH`. Fails with the Debian package to install
+/// when it is missing: a missing tool is never a silent skip.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{tool} is not installed; these tests need it (Debian: apt-get install {package})"
+            )
+        })
+}
+
+/// `(uid, gid)` of the account `name`, from the system's user database.
+pub fn account_ids(name: &str) -> Option<(u32, u32)> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: passwd is plain data (integers and pointers); all-zero is a valid value
+    // that getpwnam_r overwrites.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and buf.len() is the size of buf;
+    // getpwnam_r is the reentrant variant, safe with other test threads.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// A command that runs `program` as `user` (real and effective uid and gid, no
+/// supplementary groups) through util-linux's `setpriv`. The caller must be root.
+pub fn as_user(user: &str, program: &Path) -> Command {
+    let setpriv = require_tool("setpriv", "util-linux");
+    let (uid, gid) = account_ids(user).unwrap_or_else(|| panic!("no account {user:?}"));
+    let mut cmd = Command::new(setpriv);
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(program);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------
+// stepupd with extra arguments and environment
+// ---------------------------------------------------------------------------------
+
+impl Stepupd {
+    /// Like [`Stepupd::start`], with extra daemon arguments (e.g. `--bus system`) and
+    /// environment (e.g. `DBUS_SYSTEM_BUS_ADDRESS`). Waits until the daemon printed
+    /// its `stepupd: serving` line, i.e. every transport is set up (the system bus is
+    /// claimed after the socket exists).
+    pub fn start_with(dir: &Path, policy: &str, args: &[&str], env: &[(&str, &str)]) -> Stepupd {
+        let socket = dir.join("run/pam.sock");
+        let audit_path = dir.join("audit.sock");
+        let config_path = dir.join("stepupd.toml");
+        let config = format!(
+            "[daemon]\nsocket = {socket:?}\nbus = \"none\"\n\n\
+             [store]\npath = {state:?}\nhost_key = {key:?}\n\n\
+             [audit]\nsyslog_socket = {audit:?}\n\n{policy}\n",
+            socket = socket.display().to_string(),
+            state = dir.join("state/state.db").display().to_string(),
+            key = dir.join("etc/host.key").display().to_string(),
+            audit = audit_path.display().to_string(),
+        );
+        std::fs::write(&config_path, config).expect("cannot write the daemon config");
+        let audit = UnixDatagram::bind(&audit_path).expect("cannot bind the audit socket");
+        audit
+            .set_nonblocking(true)
+            .expect("cannot make the audit socket non-blocking");
+        let stderr_path = dir.join("stepupd.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("cannot create the stderr log");
+        let mut cmd = Command::new(stepupd_bin());
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("--audit-stderr")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = cmd.spawn().expect("cannot start stepupd");
+        let mut daemon = Stepupd {
+            guard: ChildGuard::new("stepupd", child),
+            socket,
+            stderr_path,
+            audit,
+            audit_seen: Mutex::new(Vec::new()),
+        };
+        let deadline = Instant::now() + DAEMON_START_LIMIT;
+        while !daemon.stderr().contains("stepupd: serving ") {
+            if let Some(status) = daemon.guard.try_wait() {
+                panic!(
+                    "stepupd exited ({status}) before serving:\n{}",
+                    daemon.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stepupd did not start serving within {DAEMON_START_LIMIT:?}:\n{}",
+                daemon.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        daemon
+    }
+
+    /// Runs `stepupctl --socket <socket> ARGS` and returns the outcome, whatever it is.
+    pub fn ctl_unchecked(&self, args: &[&str]) -> Finished {
+        let mut cmd = Command::new(stepupctl_bin());
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        run_bounded(cmd, PROCESS_TIME_LIMIT)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Interactive processes
+// ---------------------------------------------------------------------------------
+
+/// A child with piped stdin, stdout and stderr whose stderr is read line by line
+/// while it runs (for dialogues such as `stepupctl enroll totp`).
+pub struct Interactive {
+    what: String,
+    guard: ChildGuard,
+    stdin: Option<std::process::ChildStdin>,
+    stderr_lines: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    start: Instant,
+}
+
+impl Interactive {
+    /// Starts `cmd`.
+    pub fn spawn(mut cmd: Command) -> Interactive {
+        let what = format!("{cmd:?}");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = read_all(child.stdout.take().expect("piped stdout"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stderr);
+            loop {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Interactive {
+            guard: ChildGuard::new(&what, child),
+            what,
+            stdin,
+            stderr_lines: rx,
+            stderr_seen: Vec::new(),
+            stdout: Some(stdout),
+            start,
+        }
+    }
+
+    /// Reads stderr lines until one satisfies `wanted` and returns it. Fails the test
+    /// if stderr ends or `limit` passes first.
+    pub fn expect_stderr(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "no stderr line with {what} within {limit:?} from {}; stderr so far:\n{}",
+                    self.what,
+                    self.stderr_seen.join("\n")
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "stderr of {} ended without a line with {what}; stderr:\n{}",
+                    self.what,
+                    self.stderr_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every stderr line read so far.
+    pub fn stderr_seen(&self) -> &[String] {
+        &self.stderr_seen
+    }
+
+    /// Writes `line` and a newline to the child's stdin.
+    pub fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is already closed");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("cannot write to {}: {e}", self.what));
+    }
+
+    /// Closes the child's stdin (end of file).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Closes stdin and waits (at most `limit`: a hang check) for the child to exit.
+    /// `stderr` holds every line, including those already read.
+    pub fn finish(mut self, limit: Duration) -> Finished {
+        self.close_stdin();
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.guard.try_wait() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let elapsed = self.start.elapsed();
+        if status.is_none() {
+            self.guard.stop();
+        }
+        while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(2)) {
+            self.stderr_seen.push(line);
+        }
+        let stdout = self
+            .stdout
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let mut stderr = self.stderr_seen.join("\n");
+        if !stderr.is_empty() {
+            stderr.push('\n');
+        }
+        let finished = Finished {
+            what: self.what.clone(),
+            code: status.and_then(|s| s.code()),
+            stdout,
+            stderr,
+            elapsed,
+        };
+        assert!(
+            status.is_some(),
+            "still running after {limit:?} (killed; a hang):\n{}",
+            finished.transcript()
+        );
+        finished
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// A private system bus
+// ---------------------------------------------------------------------------------
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A private `dbus-daemon` configured like the system bus (`<type>system</type>`,
+/// EXTERNAL auth, the system bus's default policy: anyone may connect, nobody may own
+/// a name or call a method unless an included policy file allows it), listening on
+/// `<dir>/bus.sock`. Stopped by pid on drop.
+pub struct DbusDaemon {
+    guard: ChildGuard,
+    address: String,
+    stderr_path: PathBuf,
+}
+
+impl DbusDaemon {
+    /// Writes `<dir>/bus.conf` including each of `policies` (absolute paths), starts
+    /// `dbus-daemon --nofork --print-address` and waits (bounded) for its address.
+    pub fn start(dir: &Path, policies: &[PathBuf]) -> DbusDaemon {
+        let dbus_daemon = require_tool("dbus-daemon", "dbus-daemon");
+        let socket = dir.join("bus.sock");
+        let address = format!("unix:path={}", socket.display());
+        let includes: String = policies
+            .iter()
+            .map(|p| {
+                assert!(p.is_absolute(), "{} must be absolute", p.display());
+                format!(
+                    "  <include>{}</include>\n",
+                    xml_escape(&p.display().to_string())
+                )
+            })
+            .collect();
+        let config = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>{listen}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+{includes}</busconfig>
+"#,
+            listen = xml_escape(&address),
+        );
+        let config_path = dir.join("bus.conf");
+        std::fs::write(&config_path, config).expect("cannot write the bus config");
+        let stderr_path = dir.join("dbus-daemon.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("cannot create the bus log");
+        let mut child = Command::new(dbus_daemon)
+            .arg(format!("--config-file={}", config_path.display()))
+            .arg("--nofork")
+            .arg("--nopidfile")
+            .arg("--print-address")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("cannot start dbus-daemon");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let guard = ChildGuard::new("dbus-daemon", child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining so the daemon never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let printed = rx.recv_timeout(DAEMON_START_LIMIT).unwrap_or_else(|e| {
+            panic!(
+                "dbus-daemon printed no address ({e}):\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            )
+        });
+        assert!(
+            printed.starts_with(&address),
+            "dbus-daemon listens on {printed:?}, expected {address}"
+        );
+        DbusDaemon {
+            guard,
+            address,
+            stderr_path,
+        }
+    }
+
+    /// `unix:path=<dir>/bus.sock`, for `DBUS_SYSTEM_BUS_ADDRESS` or `--address`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The bus daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// What the bus daemon wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// JSON (the tests crate has no JSON dependency)
+// ---------------------------------------------------------------------------------
+
+/// A parsed JSON value; enough to check `stepupctl --json` output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object, keys in order.
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// Parses `text` (surrounding whitespace allowed); panics with the text when it
+    /// is not exactly one JSON value.
+    pub fn parse(text: &str) -> Json {
+        let mut p = JsonParser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        p.value()
+            .and_then(|v| {
+                p.ws();
+                (p.i == p.s.len()).then_some(v).ok_or(p.i)
+            })
+            .unwrap_or_else(|at| panic!("not one JSON value (at byte {at}): {text:?}"))
+    }
+
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The string value, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer value, if this is a number without a fraction.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Json::Num(n) if n.fract() == 0.0 => Some(*n as i64),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array.
+    pub fn as_array(&self) -> Option<&[Json]> {
+        match self {
+            Json::Arr(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, lit: &str) -> Result<(), usize> {
+        if self.s[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            Ok(())
+        } else {
+            Err(self.i)
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, usize> {
+        self.ws();
+        match self.s.get(self.i) {
+            Some(b'n') => self.eat("null").map(|()| Json::Null),
+            Some(b't') => self.eat("true").map(|()| Json::Bool(true)),
+            Some(b'f') => self.eat("false").map(|()| Json::Bool(false)),
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.eat("]").is_ok() {
+                    return Ok(Json::Arr(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.ws();
+                    if self.eat(",").is_ok() {
+                        continue;
+                    }
+                    self.eat("]")?;
+                    return Ok(Json::Arr(items));
+                }
+            }
+            Some(b'{') => {
+                self.i += 1;
+                let mut members = Vec::new();
+                self.ws();
+                if self.eat("}").is_ok() {
+                    return Ok(Json::Obj(members));
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    self.ws();
+                    self.eat(":")?;
+                    members.push((key, self.value()?));
+                    self.ws();
+                    if self.eat(",").is_ok() {
+                        continue;
+                    }
+                    self.eat("}")?;
+                    return Ok(Json::Obj(members));
+                }
+            }
+            Some(c) if *c == b'-' || c.is_ascii_digit() => {
+                let start = self.i;
+                while self.i < self.s.len()
+                    && matches!(
+                        self.s[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.i += 1;
+                }
+                std::str::from_utf8(&self.s[start..self.i])
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .map(Json::Num)
+                    .ok_or(start)
+            }
+            _ => Err(self.i),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, usize> {
+        self.eat("\"")?;
+        let mut out = Vec::new();
+        loop {
+            let c = *self.s.get(self.i).ok_or(self.i)?;
+            self.i += 1;
+            match c {
+                b'"' => return String::from_utf8(out).map_err(|_| self.i),
+                b'\\' => {
+                    let e = *self.s.get(self.i).ok_or(self.i)?;
+                    self.i += 1;
+                    let ch = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex = self.s.get(self.i..self.i + 4).ok_or(self.i)?;
+                            let code = std::str::from_utf8(hex)
+                                .ok()
+                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                .ok_or(self.i)?;
+                            self.i += 4;
+                            // Surrogate pairs do not occur in stepupctl's output.
+                            char::from_u32(code).unwrap_or('\u{fffd}')
+                        }
+                        _ => return Err(self.i - 1),
+                    };
+                    let mut b = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
+                }
+                c => out.push(c),
+            }
+        }
+    }
+}
