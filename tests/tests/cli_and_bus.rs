@@ -726,7 +726,9 @@ fn socket_is_private_to_root() {
     std::fs::set_permissions(&taken, std::fs::Permissions::from_mode(0o755)).unwrap();
     let file = taken.join("pam.sock");
     std::fs::write(&file, "precious\n").unwrap();
-    let out = stepupd_refusing(dir.path(), &file, &dir.path().join("etc/host.key"));
+    // A fresh state dir: the daemon started above already made a key and database.
+    let fresh = TempDir::new().unwrap();
+    let out = stepupd_refusing(fresh.path(), &file, &fresh.path().join("etc/host.key"));
     assert_failed(&out);
     assert!(
         out.stderr.contains("not a socket") && out.stderr.contains(&file.display().to_string()),
@@ -735,7 +737,7 @@ fn socket_is_private_to_root() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious\n");
     assert!(
-        !dir.path().join("etc/host.key").exists() && !dir.path().join("state").exists(),
+        !fresh.path().join("etc/host.key").exists() && !fresh.path().join("state").exists(),
         "a daemon refused for its socket creates no host key or database"
     );
 
