@@ -186,9 +186,10 @@ impl CommandPattern {
             Some((p, a)) => (p, Some(a.trim().to_string())),
             None => (text, None),
         };
-        if !program.starts_with('/') {
+        // `sudoedit` is sudo's pseudo-command for `sudo -e`, as in sudoers.
+        if !program.starts_with('/') && program != "sudoedit" {
             return Err(format!(
-                "command {text:?} must start with an absolute program path, e.g. \"/usr/bin/{}\"",
+                "command {text:?} must start with an absolute program path (find it with: command -v {}), or be \"sudoedit\"",
                 program.trim_start_matches("./")
             ));
         }
@@ -572,6 +573,7 @@ impl Config {
         };
         match std::fs::read(&path) {
             Ok(bytes) => {
+                check_config_file_owner(&path)?;
                 let text = String::from_utf8(bytes).map_err(|e| ConfigError {
                     file: path.display().to_string(),
                     line: 0,
@@ -591,6 +593,38 @@ impl Config {
             }),
         }
     }
+}
+
+/// When the daemon runs as root, its policy must be root's alone: owned by root and
+/// not writable by group or others (the file a symlink points to is what counts).
+fn check_config_file_owner(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let fail = |message: String| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        col: 0,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot stat: {e}")))?;
+    if meta.uid() != 0 {
+        return Err(fail(format!(
+            "owned by uid {}; the policy must be owned by root (chown root: {})",
+            meta.uid(),
+            path.display()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(fail(format!(
+            "mode {mode:o} lets group or others change the policy; run: chmod go-w {}",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -676,6 +710,35 @@ reason = "Changing passwords needs a second factor"
             .unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(e.message.contains("every_time"), "{e}");
+    }
+
+    #[test]
+    fn sudoedit_can_be_named_like_in_sudoers() {
+        let c =
+            parse("[[rule]]\nid = \"e\"\naction = \"deny\"\ncommands = [\"sudoedit /etc/*\"]\n")
+                .unwrap();
+        assert_eq!(c.rules[0].commands[0].program, "sudoedit");
+    }
+
+    #[test]
+    fn group_writable_config_is_refused_when_running_as_root() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP group_writable_config_is_refused_when_running_as_root: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stepupd.toml");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = Config::load(Some(&path)).unwrap_err();
+        assert!(e.message.contains("chmod go-w"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Config::load(Some(&path)).is_ok());
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let e = Config::load(Some(&path)).unwrap_err();
+        assert!(e.message.contains("owned by uid 65534"), "{e}");
     }
 
     #[test]

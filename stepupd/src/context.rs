@@ -65,6 +65,8 @@ pub struct Caller {
     pub argv: Vec<String>,
     /// Working directory.
     pub cwd: PathBuf,
+    /// `SHELL` from the process environment, if set (sudo -s runs it).
+    pub shell_env: Option<String>,
     /// Login session key: audit session id, session leader pid and its start time.
     pub session: String,
 }
@@ -133,6 +135,13 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
         .map(|a| String::from_utf8(a.to_vec()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ContextError::SudoArgs("an argument is not valid UTF-8".into()))?;
+    // sudo -s runs $SHELL when set; read it from sudo's own environment.
+    let shell_env = std::fs::read(base.join("environ")).ok().and_then(|env| {
+        env.split(|&b| b == 0)
+            .find_map(|kv| kv.strip_prefix(b"SHELL="))
+            .and_then(|v| String::from_utf8(v.to_vec()).ok())
+            .filter(|v| !v.is_empty())
+    });
     let audit_session = std::fs::read_to_string(base.join("sessionid"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "-".into());
@@ -155,6 +164,7 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
         exe,
         argv,
         cwd,
+        shell_env,
         session,
     })
 }
@@ -281,13 +291,15 @@ pub struct SudoTarget {
 
 /// Turns sudo's argv into the target user and the program it will run.
 ///
-/// `sudo -s` and `sudo -i` run a shell: the program is the shell (the invoking
-/// user's for `-s`, the target's login shell for `-i`), and a command given with them
-/// becomes `-c "<command>"`, which is what the shell receives. `sudoedit` is the
+/// `sudo -s` and `sudo -i` run a shell: the program is the shell (for `-s`, `$SHELL`
+/// from sudo's environment when set, else the invoking user's login shell, as sudo
+/// chooses; for `-i` the target's login shell), and a command given with them becomes
+/// `-c "<command>"`, which is what the shell receives. `sudoedit` is the
 /// pseudo-command `sudoedit` with the files as arguments, as in sudoers.
 pub fn sudo_target(
     argv: &[String],
     cwd: &Path,
+    shell_env: Option<&str>,
     invoking_user: &Account,
 ) -> Result<SudoTarget, ContextError> {
     let inv: SudoInvocation =
@@ -323,7 +335,7 @@ pub fn sudo_target(
                 .ok_or_else(|| ContextError::UnknownUser(target_user.clone()))?
                 .shell
         } else {
-            invoking_user.shell.clone()
+            shell_env.map_or_else(|| invoking_user.shell.clone(), str::to_string)
         };
         let args = if inv.command.is_empty() {
             Vec::new()
@@ -433,7 +445,7 @@ mod tests {
 
     #[test]
     fn sudo_target_defaults_to_root_and_resolves_the_program() {
-        let t = sudo_target(&argv(&["sudo", "id", "-u"]), Path::new("/"), &me()).unwrap();
+        let t = sudo_target(&argv(&["sudo", "id", "-u"]), Path::new("/"), None, &me()).unwrap();
         assert_eq!(t.target_user, "root");
         let cmd = t.command.unwrap();
         assert!(cmd.path.ends_with("/id"), "{}", cmd.path);
@@ -445,6 +457,7 @@ mod tests {
         let t = sudo_target(
             &argv(&["sudo", "-s", "cat", "/etc/shadow"]),
             Path::new("/"),
+            None,
             &me(),
         )
         .unwrap();
@@ -454,8 +467,21 @@ mod tests {
     }
 
     #[test]
+    fn sudo_shell_mode_prefers_shell_from_the_environment_like_sudo() {
+        let t = sudo_target(
+            &argv(&["sudo", "-s"]),
+            Path::new("/"),
+            Some("/bin/sh"),
+            &me(),
+        )
+        .unwrap();
+        let cmd = t.command.unwrap();
+        assert!(cmd.path.ends_with("/sh"), "{}", cmd.path);
+    }
+
+    #[test]
     fn sudo_login_mode_runs_the_targets_login_shell() {
-        let t = sudo_target(&argv(&["sudo", "-i"]), Path::new("/"), &me()).unwrap();
+        let t = sudo_target(&argv(&["sudo", "-i"]), Path::new("/"), None, &me()).unwrap();
         let root_shell = account_by_name("root").unwrap().shell;
         let cmd = t.command.unwrap();
         assert_eq!(
@@ -466,14 +492,26 @@ mod tests {
 
     #[test]
     fn sudo_numeric_target_resolves_and_list_mode_has_no_command() {
-        let t = sudo_target(&argv(&["sudo", "-u", "#0", "-l"]), Path::new("/"), &me()).unwrap();
+        let t = sudo_target(
+            &argv(&["sudo", "-u", "#0", "-l"]),
+            Path::new("/"),
+            None,
+            &me(),
+        )
+        .unwrap();
         assert_eq!(t.target_user, "root");
         assert_eq!(t.command, None);
     }
 
     #[test]
     fn sudoedit_is_the_sudoedit_pseudo_command() {
-        let t = sudo_target(&argv(&["sudoedit", "/etc/hosts"]), Path::new("/"), &me()).unwrap();
+        let t = sudo_target(
+            &argv(&["sudoedit", "/etc/hosts"]),
+            Path::new("/"),
+            None,
+            &me(),
+        )
+        .unwrap();
         let cmd = t.command.unwrap();
         assert_eq!(cmd.path, "sudoedit");
         assert_eq!(cmd.args, argv(&["/etc/hosts"]));
@@ -482,7 +520,7 @@ mod tests {
     #[test]
     fn unknown_sudo_options_are_errors() {
         assert!(matches!(
-            sudo_target(&argv(&["sudo", "-Z", "id"]), Path::new("/"), &me()),
+            sudo_target(&argv(&["sudo", "-Z", "id"]), Path::new("/"), None, &me()),
             Err(ContextError::SudoArgs(_))
         ));
     }

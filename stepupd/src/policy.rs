@@ -353,5 +353,18 @@ action = "allow"
         assert_eq!(evaluate(&c, &bash).verdict.action(), Action::StepUp);
         let id = sudo("alice", "root", "/usr/bin/id", &[]);
         assert_eq!(evaluate(&c, &id).verdict, Verdict::Allow);
+        let env = sudo("alice", "root", "/usr/bin/env", &["visudo"]);
+        assert_eq!(evaluate(&c, &env).verdict.action(), Action::StepUp);
+        let edit = sudo("alice", "root", "sudoedit", &["/etc/hosts"]);
+        assert_eq!(evaluate(&c, &edit).verdict.action(), Action::StepUp);
+        let mut login = sudo("alice", "root", "/usr/bin/bash", &[]);
+        login.service = "sudo-i".into();
+        assert_eq!(evaluate(&c, &login).verdict.action(), Action::StepUp);
+        let bob_shell = sudo("alice", "bob", "/usr/bin/bash", &[]);
+        assert_eq!(
+            evaluate(&c, &bob_shell).verdict,
+            Verdict::Allow,
+            "not a root shell"
+        );
     }
 }

@@ -304,7 +304,12 @@ impl Service {
                     );
                 }
             };
-            match context::sudo_target(&caller.argv, &caller.cwd, &invoking) {
+            match context::sudo_target(
+                &caller.argv,
+                &caller.cwd,
+                caller.shell_env.as_deref(),
+                &invoking,
+            ) {
                 Ok(t) => {
                     // sudo authenticates the invoking user, or with targetpw/rootpw the
                     // target or root; any other PAM_USER means the module is lied to.
@@ -391,10 +396,17 @@ impl Service {
                 Reauth::For(_) => String::new(),
             },
         };
+        // A grant counts only for the rule that earned it, and no longer than that
+        // rule's reauth now says (it may have been shortened by a reload).
+        let max_age = match step_up.reauth {
+            Reauth::EveryTime => INVOCATION_GRANT_TTL.as_secs() as i64,
+            Reauth::For(d) => d.as_secs() as i64,
+        };
         if let Some(g) = self
             .store
-            .find_grant(&scope, now)
+            .find_grant(&scope, &rule, now)
             .map_err(self.fail("grant lookup"))?
+            .filter(|g| g.created + max_age > now)
         {
             self.audit.emit(
                 Severity::Info,
@@ -1155,6 +1167,47 @@ mod tests {
             svc.evaluate(me(), &remote).unwrap().outcome,
             outcome::CHALLENGE
         );
+    }
+
+    #[test]
+    fn a_grant_counts_only_for_the_rule_that_earned_it() {
+        let (dir, svc) = service(STEP_UP);
+        enrol(&svc);
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        assert_eq!(
+            svc.respond(me(), &d.challenge_id, &current_code())
+                .unwrap()
+                .result,
+            result::SUCCESS
+        );
+        assert_eq!(
+            svc.evaluate(me(), &request("stepup-test")).unwrap().outcome,
+            outcome::ALLOW
+        );
+        // The same transaction now falls under another rule: the grant does not carry over.
+        let path = dir.path().join("new.toml");
+        std::fs::write(&path, STEP_UP.replace("id = \"t\"", "id = \"other\"")).unwrap();
+        svc.reload(
+            &crate::daemon::ConfigSource::File(Some(path)),
+            &crate::daemon::Overrides::default(),
+        );
+        assert_eq!(svc.config().rules[0].id, "other");
+        assert_eq!(
+            svc.evaluate(me(), &request("stepup-test")).unwrap().outcome,
+            outcome::CHALLENGE
+        );
+    }
+
+    #[test]
+    fn a_rejected_reload_keeps_the_policy_in_force() {
+        let (dir, svc) = service(STEP_UP);
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[[rule]]\nid = \"x\"\naction = \"maybe\"\n").unwrap();
+        svc.reload(
+            &crate::daemon::ConfigSource::File(Some(path)),
+            &crate::daemon::Overrides::default(),
+        );
+        assert_eq!(svc.config().rules[0].id, "t");
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub struct SudoInvocation {
     pub login: bool,
     /// `-e`/`--edit` or invoked as `sudoedit`: edit files.
     pub edit: bool,
-    /// A mode that runs no command: `-l`, `-v`, `-k`, `-K`, `-V`, `-h`.
+    /// A mode that runs no command: `-l`, `-v`, `-K`, `-V`, `-h` (and `-k` alone).
+    /// `-k` with a command still runs the command, so it is not such a mode.
     pub no_command: bool,
 }
 
@@ -95,8 +96,8 @@ impl SudoInvocation {
             "s" | "shell" => self.shell = true,
             "i" | "login" => self.login = true,
             "e" | "edit" => self.edit = true,
-            "l" | "list" | "v" | "validate" | "k" | "reset-timestamp" | "K"
-            | "remove-timestamp" | "V" | "version" | "help" => self.no_command = true,
+            "l" | "list" | "v" | "validate" | "K" | "remove-timestamp" | "V" | "version"
+            | "help" => self.no_command = true,
             _ => {}
         }
     }
@@ -208,6 +209,8 @@ pub fn parse(argv: &[String]) -> Result<SudoInvocation, SudoArgsError> {
     }
     command.extend(words.cloned());
     inv.command = command;
+    // `sudo -l CMD` only lists; with -v/-K/-V/-h sudo refuses a command. `sudo -k`
+    // without a command only resets the timestamp.
     Ok(inv)
 }
 
@@ -287,9 +290,22 @@ mod tests {
 
     #[test]
     fn modes_without_a_command() {
-        for w in ["-l", "-v", "-k", "-K", "-V", "--list", "--validate", "-h"] {
+        for w in ["-l", "-v", "-K", "-V", "--list", "--validate", "-h"] {
             assert!(p(&["sudo", w]).no_command, "{w}");
         }
+    }
+
+    #[test]
+    fn reset_timestamp_with_a_command_still_runs_the_command() {
+        // `sudo -k visudo` resets the timestamp and then runs visudo: a command rule
+        // must see visudo.
+        for w in ["-k", "--reset-timestamp"] {
+            let inv = p(&["sudo", w, "visudo"]);
+            assert!(!inv.no_command, "{w}");
+            assert_eq!(inv.command, argv(&["visudo"]), "{w}");
+        }
+        let inv = p(&["sudo", "-k"]);
+        assert!(inv.command.is_empty() && !inv.no_command);
     }
 
     #[test]

@@ -383,3 +383,67 @@ echo "=== end""#
         r.out
     );
 }
+
+#[test]
+fn tricks_to_slip_past_command_rules_still_step_up() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP tricks_to_slip_past_command_rules_still_step_up: {why}");
+        return;
+    }
+    // Each attempt gets no answer (stdin closed), so it must end in a challenge that
+    // cannot be met: "Step-up required" and a refusal. No code is spent.
+    let attempts: &[(&str, &str)] = &[
+        // -k drops the timestamp, so sudo asks the password again before account.
+        (
+            "reset-timestamp",
+            "printf '%s\\n' \"$STEPUP_PASSWORD\" | sudo -S -k visudo -c",
+        ),
+        ("dot-dot", "sudo -S /usr/sbin/../sbin/visudo -c"),
+        ("relative", "cd /usr/sbin && sudo -S ./visudo -c"),
+        ("merged-usr", "sudo -S /sbin/visudo -c"),
+        ("env-wrapper", "sudo -S env visudo -c"),
+        ("login-shell", "sudo -S -i true"),
+        // sudo -s runs $SHELL: the daemon must judge that program, not the login shell.
+        ("shell-from-env", "SHELL=/usr/bin/env sudo -S -s"),
+        ("sudoedit", "sudoedit -S /etc/hosts"),
+    ];
+    let mut script = String::from("printf '%s\\n' \"$STEPUP_PASSWORD\" | sudo -S true\n");
+    for (name, cmd) in attempts {
+        script.push_str(&format!(
+            "echo '=== {name}'\n( {cmd} ) </dev/null\necho \"{name}_exit=$?\"\n"
+        ));
+    }
+    script.push_str("echo '=== end'\n");
+    let r = as_user(&[], &script, "");
+    for (i, (name, _)) in attempts.iter().enumerate() {
+        let end = attempts
+            .get(i + 1)
+            .map_or("=== end".to_string(), |(n, _)| format!("=== {n}"));
+        let out = section(&r.out, &format!("=== {name}"), &end);
+        assert!(
+            out.contains("Step-up required"),
+            "{name} was not stepped up:\n{}",
+            r.out
+        );
+        assert!(
+            out.contains(&format!("{name}_exit=1")),
+            "{name} was not refused:\n{}",
+            r.out
+        );
+        assert!(!out.contains("parsed OK"), "{name} ran:\n{}", r.out);
+    }
+    // What the daemon saw, as the audit trail records it.
+    for expected in [
+        r#"command="/usr/sbin/visudo -c""#,
+        r#"command="/usr/bin/env visudo -c""#,
+        "service=sudo-i",
+        "rule=command-runners target=root tty=- rhost=- command=/usr/bin/env report_only",
+        r#"command="sudoedit /etc/hosts""#,
+    ] {
+        assert!(
+            r.out.contains(expected),
+            "audit lacks {expected}:\n{}",
+            r.out
+        );
+    }
+}

@@ -116,8 +116,14 @@ pub trait Store: Send + Sync {
     fn record_failure(&self, id: i64, now: i64) -> Result<i64, StoreError>;
     /// Stores a grant.
     fn add_grant(&self, grant: &Grant) -> Result<(), StoreError>;
-    /// A grant covering `scope` that has not expired at `now`.
-    fn find_grant(&self, scope: &GrantScope, now: i64) -> Result<Option<Grant>, StoreError>;
+    /// A grant earned under `rule` covering `scope` that has not expired at `now`.
+    /// A grant from one rule never satisfies another: their `reauth` may differ.
+    fn find_grant(
+        &self,
+        scope: &GrantScope,
+        rule: &str,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError>;
     /// Deletes grants expired at `now`; returns how many.
     fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError>;
 }

@@ -198,12 +198,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn find_grant(&self, s: &GrantScope, now: i64) -> Result<Option<Grant>, StoreError> {
+    fn find_grant(
+        &self,
+        s: &GrantScope,
+        rule: &str,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT rule, created, expires FROM grants
                  WHERE user = ?1 AND target_user = ?2 AND service = ?3 AND session = ?4
-                   AND origin = ?5 AND invocation = ?6 AND expires > ?7
+                   AND origin = ?5 AND invocation = ?6 AND rule = ?7 AND expires > ?8
                  ORDER BY expires DESC LIMIT 1",
                 params![
                     s.user,
@@ -212,6 +217,7 @@ impl Store for SqliteStore {
                     s.session,
                     s.origin,
                     s.invocation,
+                    rule,
                     now
                 ],
                 |r| {
@@ -342,18 +348,31 @@ mod tests {
             expires: 200,
         };
         s.add_grant(&g).unwrap();
-        assert_eq!(s.find_grant(&scope(""), 150).unwrap(), Some(g.clone()));
-        assert_eq!(s.find_grant(&scope(""), 200).unwrap(), None, "expired");
-        assert_eq!(s.find_grant(&scope("42:1"), 150).unwrap(), None);
+        assert_eq!(s.find_grant(&scope(""), "r", 150).unwrap(), Some(g.clone()));
+        assert_eq!(
+            s.find_grant(&scope(""), "other-rule", 150).unwrap(),
+            None,
+            "other rule"
+        );
+        assert_eq!(s.find_grant(&scope(""), "r", 200).unwrap(), None, "expired");
+        assert_eq!(s.find_grant(&scope("42:1"), "r", 150).unwrap(), None);
         let mut other = scope("");
         other.session = "4:100:200".into();
-        assert_eq!(s.find_grant(&other, 150).unwrap(), None, "other session");
+        assert_eq!(
+            s.find_grant(&other, "r", 150).unwrap(),
+            None,
+            "other session"
+        );
         let mut other = scope("");
         other.target_user = "postgres".into();
-        assert_eq!(s.find_grant(&other, 150).unwrap(), None, "other target");
+        assert_eq!(
+            s.find_grant(&other, "r", 150).unwrap(),
+            None,
+            "other target"
+        );
         assert_eq!(s.purge_expired_grants(150).unwrap(), 0);
         assert_eq!(s.purge_expired_grants(200).unwrap(), 1);
-        assert_eq!(s.find_grant(&scope(""), 150).unwrap(), None);
+        assert_eq!(s.find_grant(&scope(""), "r", 150).unwrap(), None);
     }
 
     #[test]
