@@ -172,7 +172,7 @@ pub struct Status {
     pub version: String,
     /// Seconds since start.
     pub uptime_s: u64,
-    /// Where the policy came from: a path, or `embedded default`.
+    /// Where the policy came from: a path, or `<embedded default>`.
     pub config_source: String,
     /// Number of rules in the policy.
     pub rules: u32,

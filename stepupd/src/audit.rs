@@ -92,7 +92,7 @@ pub struct AuditLog {
     socket_path: PathBuf,
     socket: Mutex<Option<UnixDatagram>>,
     dropped: AtomicU64,
-    /// Also write each line to stderr (journal under systemd, the terminal in `--foreground`).
+    /// Also write each line to stderr (`--audit-stderr`: the journal under systemd, or a terminal).
     echo_stderr: bool,
 }
 
