@@ -213,13 +213,9 @@ impl Service {
         }
     }
 
-    /// `Evaluate`: decide whether this PAM transaction needs more proof.
-    pub fn evaluate(
-        &self,
-        peer: Peer,
-        req: &EvaluateRequest,
-    ) -> Result<WireDecision, ServiceError> {
-        self.require_root(peer, "Evaluate")?;
+    /// Validates an `Evaluate` request: every field bounded and free of control
+    /// characters, user, service and phase set.
+    fn check_request(req: &EvaluateRequest) -> Result<(), ServiceError> {
         let ssh_auth_info = req.ssh_auth_info.trim_end_matches('\n');
         for (name, value) in [
             ("service", req.service.as_str()),
@@ -243,6 +239,27 @@ impl Service {
                 "phase must be \"auth\" or \"account\", not {:?}",
                 req.phase
             )));
+        }
+        Ok(())
+    }
+
+    /// `Evaluate`: decide whether this PAM transaction needs more proof.
+    pub fn evaluate(
+        &self,
+        peer: Peer,
+        req: &EvaluateRequest,
+    ) -> Result<WireDecision, ServiceError> {
+        self.require_root(peer, "Evaluate")?;
+        if let Err(e) = Service::check_request(req) {
+            // Audited: a malformed request is either a bug or someone probing.
+            self.audit.emit(
+                Severity::Warning,
+                &Event::new("bad_request")
+                    .field("method", "Evaluate")
+                    .field("pid", peer.pid.to_string())
+                    .field("error", e.to_string()),
+            );
+            return Err(e);
         }
         self.decisions.fetch_add(1, Ordering::Relaxed);
         let request_id = crypto::random_id().map_err(self.fail("random"))?;
@@ -916,6 +933,14 @@ impl Service {
             let me = context::account_by_uid(peer.uid)
                 .ok_or_else(|| ServiceError::AccessDenied("caller has no account".into()))?;
             if !user.is_empty() && user != me.name {
+                self.audit.emit(
+                    Severity::Warning,
+                    &Event::new("access_denied")
+                        .field("method", "ListFactors")
+                        .field("uid", peer.uid.to_string())
+                        .field("pid", peer.pid.to_string())
+                        .field("user", user.to_string()),
+                );
                 return Err(ServiceError::AccessDenied(
                     "only root may list another user's factors".into(),
                 ));
@@ -1119,6 +1144,47 @@ mod tests {
         ));
         assert_eq!(svc.status(me()).unwrap().decisions, 0);
         assert_eq!(svc.status(me()).unwrap().pending_challenges, 0);
+    }
+
+    #[test]
+    fn malformed_requests_and_refused_listings_are_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let rx = std::os::unix::net::UnixDatagram::bind(&log).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let svc = Service::new(
+            Config::parse(STEP_UP, "t.toml").unwrap(),
+            Arc::new(store),
+            HostKey::from_bytes([3; 32]),
+            AuditLog::new(&log, false),
+        );
+        let mut bad = request("stepup-test");
+        bad.rhost = "evil\nevent=allow".into();
+        assert!(svc.evaluate(me(), &bad).is_err());
+        assert!(
+            svc.list_factors(Peer { uid: 65534, pid: 1 }, "root")
+                .is_err()
+        );
+        let mut lines = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = rx.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("event=bad_request method=Evaluate")
+                    && l.contains("rhost contains the control character")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("event=access_denied method=ListFactors uid=65534")),
+            "{lines:?}"
+        );
+        assert!(lines.iter().all(|l| !l.contains('\n')), "{lines:?}");
     }
 
     #[test]
