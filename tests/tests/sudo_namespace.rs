@@ -5,40 +5,21 @@
 //! Needs root, sudo, oathtool, openssl and python3; skips with a printed reason when
 //! not root. `cargo build --workspace` must have run first (scripts/test does it).
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+use support::{built, repo_root, skip_unless_root, target_dir};
 
-fn target_dir() -> PathBuf {
-    // target/debug/deps/<test binary>
-    std::env::current_exe()
-        .expect("current_exe")
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf()
-}
-
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root for private mount namespaces (CI runs it as root)".into());
+/// Root, and the built binaries the sandbox runs.
+fn ready(test: &str) -> bool {
+    if !skip_unless_root(test) {
+        return false;
     }
     for f in ["stepupd", "stepupctl", "libpam_stepup.so"] {
-        let p = target_dir().join(f);
-        assert!(
-            p.exists(),
-            "{} is missing: run `cargo build --workspace` before the tests",
-            p.display()
-        );
+        built(f);
     }
-    None
+    true
 }
 
 /// Output of one sandboxed run.
@@ -48,7 +29,7 @@ struct Run {
 
 /// Runs `script` (bash, as root inside the sandbox) with extra sandbox options.
 fn sandbox(options: &[&str], script: &str) -> Run {
-    let out = Command::new(repo().join("scripts/sandbox"))
+    let out = Command::new(repo_root().join("scripts/sandbox"))
         .args(options)
         .arg("--")
         .arg("bash")
@@ -106,8 +87,7 @@ const WAIT_FOR_FRESH_STEP: &str = r#"while [ $(( $(date +%s) % 30 )) -gt 24 ]; d
 
 #[test]
 fn cached_sudo_timestamp_still_steps_up_in_account() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP cached_sudo_timestamp_still_steps_up_in_account: {why}");
+    if !ready("cached_sudo_timestamp_still_steps_up_in_account") {
         return;
     }
     let r = as_user(
@@ -178,8 +158,7 @@ echo "=== end""#
 
 #[test]
 fn wrong_and_replayed_codes_are_refused_by_real_sudo() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP wrong_and_replayed_codes_are_refused_by_real_sudo: {why}");
+    if !ready("wrong_and_replayed_codes_are_refused_by_real_sudo") {
         return;
     }
     let r = as_user(
@@ -228,8 +207,7 @@ echo "=== end""#
 
 #[test]
 fn non_interactive_sudo_with_a_challenge_fails_closed_without_hanging() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP non_interactive_sudo_with_a_challenge_fails_closed_without_hanging: {why}");
+    if !ready("non_interactive_sudo_with_a_challenge_fails_closed_without_hanging") {
         return;
     }
     let r = as_user(
@@ -268,8 +246,7 @@ echo "=== end""#,
 
 #[test]
 fn daemon_down_denies_real_sudo_within_the_deadline() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP daemon_down_denies_real_sudo_within_the_deadline: {why}");
+    if !ready("daemon_down_denies_real_sudo_within_the_deadline") {
         return;
     }
     // Stop the daemon by pid, then an allowed command must still be refused: with
@@ -309,8 +286,7 @@ echo "elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))"
 
 #[test]
 fn sudo_target_user_comes_from_sudos_own_command_line() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP sudo_target_user_comes_from_sudos_own_command_line: {why}");
+    if !ready("sudo_target_user_comes_from_sudos_own_command_line") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("stepup-target-{}", std::process::id()));
@@ -386,8 +362,7 @@ echo "=== end""#
 
 #[test]
 fn tricks_to_slip_past_command_rules_still_step_up() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP tricks_to_slip_past_command_rules_still_step_up: {why}");
+    if !ready("tricks_to_slip_past_command_rules_still_step_up") {
         return;
     }
     // Each attempt gets no answer (stdin closed), so it must end in a challenge that

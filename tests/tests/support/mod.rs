@@ -356,59 +356,8 @@ impl Stepupd {
     /// `policy` (TOML: `[defaults]`, `[[rule]]`...), binds the audit socket
     /// `<dir>/audit.sock`, starts the daemon and waits (bounded) for its socket.
     pub fn start(dir: &Path, policy: &str) -> Stepupd {
-        let socket = dir.join("run/pam.sock");
-        let audit_path = dir.join("audit.sock");
-        let config_path = dir.join("stepupd.toml");
-        let config = format!(
-            "[daemon]\nsocket = {socket:?}\nbus = \"none\"\n\n\
-             [store]\npath = {state:?}\nhost_key = {key:?}\n\n\
-             [audit]\nsyslog_socket = {audit:?}\n\n{policy}\n",
-            socket = socket.display().to_string(),
-            state = dir.join("state/state.db").display().to_string(),
-            key = dir.join("etc/host.key").display().to_string(),
-            audit = audit_path.display().to_string(),
-        );
-        std::fs::write(&config_path, config).expect("cannot write the daemon config");
-        let audit = UnixDatagram::bind(&audit_path).expect("cannot bind the audit socket");
-        audit
-            .set_nonblocking(true)
-            .expect("cannot make the audit socket non-blocking");
-        let stderr_path = dir.join("stepupd.stderr");
-        let stderr = std::fs::File::create(&stderr_path).expect("cannot create the stderr log");
-        let child = Command::new(stepupd_bin())
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--audit-stderr")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("cannot start stepupd");
-        let mut daemon = Stepupd {
-            guard: ChildGuard::new("stepupd", child),
-            socket,
-            stderr_path,
-            audit,
-            audit_seen: Mutex::new(Vec::new()),
-        };
-        let deadline = Instant::now() + DAEMON_START_LIMIT;
-        while !daemon.socket.exists() {
-            if let Some(status) = daemon.guard.try_wait() {
-                panic!(
-                    "stepupd exited ({status}) before creating {}:\n{}",
-                    daemon.socket.display(),
-                    daemon.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stepupd did not create {} within {DAEMON_START_LIMIT:?}:\n{}",
-                daemon.socket.display(),
-                daemon.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        daemon
+        // "Serving" is printed once the socket exists, so this waits for it too.
+        Stepupd::start_with(dir, policy, &[], &[])
     }
 
     /// The daemon's peer-to-peer socket.
