@@ -5,7 +5,7 @@
 //! silently weakens a policy. With no file present the daemon runs on the embedded
 //! default, which is the commented file shipped in `etc/stepup/stepupd.toml`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration::parse_duration;
+use crate::network::{Cidr, Network};
+use crate::schedule::{self, Schedule};
 
 /// The default config, compiled in so the daemon runs with no file present.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../etc/stepup/stepupd.toml");
@@ -274,6 +276,8 @@ pub struct DefaultsSection {
     pub max_tries: u32,
     /// How long a challenge stays open unless a rule says otherwise.
     pub challenge_timeout: ConfigDuration,
+    /// IANA time zone for schedules without their own; the system's when absent.
+    pub timezone: Option<Spanned<String>>,
 }
 
 impl Default for DefaultsSection {
@@ -283,8 +287,187 @@ impl Default for DefaultsSection {
             unenrolled: Unenrolled::Deny,
             max_tries: 3,
             challenge_timeout: ConfigDuration(Duration::from_secs(60)),
+            timezone: None,
         }
     }
+}
+
+/// A risk signal: a fact about a request that makes it riskier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    /// A remote request from an address the user has had no success from within
+    /// `signals.new_origin_days`.
+    NewOrigin,
+    /// Outside the `signals.business_hours` schedule.
+    OffHours,
+    /// An ssh login with a key never seen before for this user.
+    UnknownSshKey,
+    /// At least `signals.failures_max` wrong answers by this user within
+    /// `signals.failures_window`.
+    RecentFailures,
+    /// More than `signals.velocity_max` decisions for this user within
+    /// `signals.velocity_window`.
+    Velocity,
+}
+
+impl Signal {
+    /// Every signal, in the order they are listed.
+    pub const ALL: [Signal; 5] = [
+        Signal::NewOrigin,
+        Signal::OffHours,
+        Signal::UnknownSshKey,
+        Signal::RecentFailures,
+        Signal::Velocity,
+    ];
+
+    /// The name used in config, audit lines and explain.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::NewOrigin => "new_origin",
+            Signal::OffHours => "off_hours",
+            Signal::UnknownSshKey => "unknown_ssh_key",
+            Signal::RecentFailures => "recent_failures",
+            Signal::Velocity => "velocity",
+        }
+    }
+
+    /// A few words for users and explain.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Signal::NewOrigin => "a new origin",
+            Signal::OffHours => "outside business hours",
+            Signal::UnknownSshKey => "an unknown ssh key",
+            Signal::RecentFailures => "recent failed attempts",
+            Signal::Velocity => "unusually many requests",
+        }
+    }
+}
+
+/// `[risk]`: the weight each signal adds to the risk score when it fires.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskSection {
+    /// Weight of [`Signal::NewOrigin`].
+    pub new_origin: u32,
+    /// Weight of [`Signal::OffHours`].
+    pub off_hours: u32,
+    /// Weight of [`Signal::UnknownSshKey`].
+    pub unknown_ssh_key: u32,
+    /// Weight of [`Signal::RecentFailures`].
+    pub recent_failures: u32,
+    /// Weight of [`Signal::Velocity`].
+    pub velocity: u32,
+}
+
+impl RiskSection {
+    /// The weight of `signal`.
+    pub fn weight(&self, signal: Signal) -> u32 {
+        match signal {
+            Signal::NewOrigin => self.new_origin,
+            Signal::OffHours => self.off_hours,
+            Signal::UnknownSshKey => self.unknown_ssh_key,
+            Signal::RecentFailures => self.recent_failures,
+            Signal::Velocity => self.velocity,
+        }
+    }
+}
+
+/// `[signals]`: what each signal means.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsSection {
+    /// Schedule of business hours; off_hours fires outside it.
+    pub business_hours: Option<Spanned<String>>,
+    /// new_origin: no success from the address within this many days.
+    pub new_origin_days: u32,
+    /// velocity: more than this many decisions ...
+    pub velocity_max: u32,
+    /// ... within this window.
+    pub velocity_window: ConfigDuration,
+    /// recent_failures: at least this many wrong answers ...
+    pub failures_max: u32,
+    /// ... within this window.
+    pub failures_window: ConfigDuration,
+}
+
+impl Default for SignalsSection {
+    fn default() -> Self {
+        SignalsSection {
+            business_hours: None,
+            new_origin_days: 30,
+            velocity_max: 20,
+            velocity_window: ConfigDuration(Duration::from_secs(600)),
+            failures_max: 3,
+            failures_window: ConfigDuration(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// A condition of a rule's `when`; all of a rule's conditions must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `origin = "office"` / `"!office"`: the remote address is (not) in the network.
+    /// A local request is in no network.
+    Origin {
+        /// Network name.
+        network: String,
+        /// `!`.
+        negate: bool,
+    },
+    /// `remote = true|false`: PAM_RHOST is (not) set.
+    Remote(bool),
+    /// `schedule = "business"` / `"!business"`: now is (not) inside the schedule.
+    Schedule {
+        /// Schedule name.
+        name: String,
+        /// `!`.
+        negate: bool,
+    },
+    /// `risk_at_least = N`: the risk score is at least N.
+    RiskAtLeast(u32),
+    /// `new_origin = true|false` and the other signals: it did (not) fire.
+    Signal {
+        /// Which.
+        signal: Signal,
+        /// `true`: must have fired; `false`: must not have.
+        fired: bool,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWhen {
+    origin: Option<Spanned<String>>,
+    remote: Option<bool>,
+    schedule: Option<Spanned<String>>,
+    risk_at_least: Option<u32>,
+    new_origin: Option<bool>,
+    off_hours: Option<bool>,
+    unknown_ssh_key: Option<bool>,
+    recent_failures: Option<bool>,
+    velocity: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    cidrs: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    days: Spanned<String>,
+    hours: Spanned<OneOrMany>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,7 +481,11 @@ struct RawRule {
     #[serde(default)]
     users: Vec<String>,
     #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
     target_users: Vec<String>,
+    #[serde(default)]
+    when: Option<Spanned<RawWhen>>,
     #[serde(default)]
     commands: Vec<Spanned<String>>,
     action: Spanned<Action>,
@@ -325,6 +512,14 @@ struct RawConfig {
     audit: AuditSection,
     #[serde(default)]
     defaults: Option<Spanned<DefaultsSection>>,
+    #[serde(default)]
+    networks: BTreeMap<String, Spanned<RawNetwork>>,
+    #[serde(default)]
+    schedules: BTreeMap<String, Spanned<RawSchedule>>,
+    #[serde(default)]
+    risk: Option<Spanned<RiskSection>>,
+    #[serde(default)]
+    signals: Option<Spanned<SignalsSection>>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -340,6 +535,8 @@ pub struct Rule {
     pub services: Vec<String>,
     /// Users being authenticated (for sudo: the invoking user); empty means any.
     pub users: Vec<String>,
+    /// Groups (from NSS) one of which the user must be in; empty means any.
+    pub groups: Vec<String>,
     /// Target users (sudo `-u`, root by default; otherwise the user); empty means any.
     pub target_users: Vec<String>,
     /// Command patterns; empty means any command, or none.
@@ -356,6 +553,8 @@ pub struct Rule {
     pub max_tries: u32,
     /// Sentence shown to the user; generated when absent.
     pub reason: Option<String>,
+    /// `when`: conditions that must all hold.
+    pub conditions: Vec<Condition>,
 }
 
 /// The whole validated configuration.
@@ -371,8 +570,33 @@ pub struct Config {
     pub audit: AuditSection,
     /// `[defaults]`.
     pub defaults: DefaultsSection,
+    /// Time zone of schedules without their own.
+    pub timezone: jiff::tz::TimeZone,
+    /// `[networks.NAME]`.
+    pub networks: BTreeMap<String, Network>,
+    /// `[schedules.NAME]`.
+    pub schedules: BTreeMap<String, Schedule>,
+    /// `[risk]`.
+    pub risk: RiskSection,
+    /// `[signals]`.
+    pub signals: SignalsSection,
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// Whether any rule names groups (only then are they looked up).
+    pub uses_groups: bool,
+    /// Whether decisions need the store's history (a weighted signal, or a rule that
+    /// tests a signal or the risk score).
+    pub uses_history: bool,
+}
+
+impl Config {
+    /// The business-hours schedule, if configured.
+    pub fn business_hours(&self) -> Option<&Schedule> {
+        self.signals
+            .business_hours
+            .as_ref()
+            .and_then(|n| self.schedules.get(n.get_ref()))
+    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -422,6 +646,97 @@ impl Config {
                 "defaults.action = \"step_up\" is not supported: write a catch-all [[rule]] with action = \"step_up\" and its factors instead",
             ));
         }
+        let timezone = match &defaults.timezone {
+            Some(tz) => schedule::time_zone(tz.get_ref())
+                .map_err(|m| err.at(Some(tz.span()), format!("defaults.timezone: {m}")))?,
+            None => schedule::system_time_zone(),
+        };
+        let mut networks = BTreeMap::new();
+        for (name, raw_net) in raw.networks {
+            check_object_name("network", &name).map_err(|m| err.at(Some(raw_net.span()), m))?;
+            let net_span = raw_net.span();
+            let raw_net = raw_net.into_inner();
+            if raw_net.cidrs.is_empty() {
+                return Err(err.at(
+                    Some(net_span),
+                    format!(
+                        "network {name:?} has no cidrs; list at least one, e.g. [\"10.0.0.0/8\"]"
+                    ),
+                ));
+            }
+            let mut cidrs = Vec::with_capacity(raw_net.cidrs.len());
+            for c in raw_net.cidrs {
+                cidrs.push(
+                    Cidr::parse(c.get_ref())
+                        .map_err(|m| err.at(Some(c.span()), format!("network {name:?}: {m}")))?,
+                );
+            }
+            networks.insert(name.clone(), Network { name, cidrs });
+        }
+        let mut schedules = BTreeMap::new();
+        for (name, raw_sched) in raw.schedules {
+            check_object_name("schedule", &name).map_err(|m| err.at(Some(raw_sched.span()), m))?;
+            let raw_sched = raw_sched.into_inner();
+            let hours = match raw_sched.hours.get_ref() {
+                OneOrMany::One(h) => vec![h.clone()],
+                OneOrMany::Many(v) => v.clone(),
+            };
+            let own_tz = raw_sched.timezone.as_ref();
+            let sched = Schedule::parse(
+                raw_sched.days.get_ref(),
+                &hours,
+                own_tz.map(|t| t.get_ref().as_str()),
+                &timezone,
+            )
+            .map_err(|m| {
+                // Point at the value most likely wrong.
+                let span = if m.contains("time zone") || m.contains("timezone") {
+                    own_tz.map(Spanned::span)
+                } else if m.to_lowercase().contains("day") {
+                    Some(raw_sched.days.span())
+                } else {
+                    Some(raw_sched.hours.span())
+                };
+                err.at(span, format!("schedule {name:?}: {m}"))
+            })?;
+            schedules.insert(name, sched);
+        }
+        let signals_span = raw.signals.as_ref().map(Spanned::span);
+        let signals = raw.signals.map(Spanned::into_inner).unwrap_or_default();
+        if let Some(b) = &signals.business_hours
+            && !schedules.contains_key(b.get_ref())
+        {
+            return Err(err.at(
+                Some(b.span()),
+                format!(
+                    "signals.business_hours names schedule {:?}, which is not defined; add [schedules.{}]",
+                    b.get_ref(),
+                    b.get_ref()
+                ),
+            ));
+        }
+        for (what, v) in [
+            ("signals.new_origin_days", signals.new_origin_days),
+            ("signals.velocity_max", signals.velocity_max),
+            ("signals.failures_max", signals.failures_max),
+        ] {
+            if v == 0 {
+                return Err(err.at(signals_span.clone(), format!("{what} must be at least 1")));
+            }
+        }
+        if signals.new_origin_days > 366 {
+            return Err(err.at(signals_span, "signals.new_origin_days must be at most 366"));
+        }
+        let risk_span = raw.risk.as_ref().map(Spanned::span);
+        let risk = raw.risk.map(Spanned::into_inner).unwrap_or_default();
+        let mut uses_history = Signal::ALL.iter().any(|s| risk.weight(*s) > 0);
+        if risk.off_hours > 0 && signals.business_hours.is_none() {
+            return Err(err.at(
+                risk_span,
+                "risk.off_hours needs signals.business_hours = \"<schedule>\" to know what the hours are",
+            ));
+        }
+        let mut uses_groups = false;
         let mut seen = HashSet::new();
         let mut rules = Vec::with_capacity(raw.rules.len());
         for r in raw.rules {
@@ -517,6 +832,7 @@ impl Config {
             for (key, list) in [
                 ("services", &r.services),
                 ("users", &r.users),
+                ("groups", &r.groups),
                 ("target_users", &r.target_users),
             ] {
                 if let Some(bad) = list.iter().find(|v| {
@@ -528,11 +844,21 @@ impl Config {
                     ));
                 }
             }
+            let conditions = match r.when {
+                Some(w) => compile_when(&id, w, &networks, &schedules, &signals, &err)?,
+                None => Vec::new(),
+            };
+            uses_history |= conditions
+                .iter()
+                .any(|c| matches!(c, Condition::Signal { .. } | Condition::RiskAtLeast(_)));
+            uses_groups |= !r.groups.is_empty();
             rules.push(Rule {
                 id,
                 mode: r.mode,
                 services: r.services,
                 users: r.users,
+                groups: r.groups,
+                conditions,
                 target_users: r.target_users,
                 commands,
                 action,
@@ -549,7 +875,14 @@ impl Config {
             store: raw.store,
             audit: raw.audit,
             defaults,
+            timezone,
+            networks,
+            schedules,
+            risk,
+            signals,
             rules,
+            uses_groups,
+            uses_history,
         })
     }
 
@@ -593,6 +926,108 @@ impl Config {
             }),
         }
     }
+}
+
+fn check_object_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "{kind} name {name:?} must be letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Splits `"!name"` into (`name`, negated).
+fn negatable(text: &str) -> (&str, bool) {
+    match text.strip_prefix('!') {
+        Some(rest) => (rest.trim_start(), true),
+        None => (text, false),
+    }
+}
+
+fn compile_when(
+    rule: &str,
+    when: Spanned<RawWhen>,
+    networks: &BTreeMap<String, Network>,
+    schedules: &BTreeMap<String, Schedule>,
+    signals: &SignalsSection,
+    err: &ErrorAt<'_>,
+) -> Result<Vec<Condition>, ConfigError> {
+    let when_span = when.span();
+    let w = when.into_inner();
+    let mut out = Vec::new();
+    if let Some(o) = w.origin {
+        let (name, negate) = negatable(o.get_ref());
+        if !networks.contains_key(name) {
+            let known: Vec<&str> = networks.keys().map(String::as_str).collect();
+            return Err(err.at(
+                Some(o.span()),
+                format!(
+                    "rule {rule:?}: origin names network {name:?}, which is not defined; add [networks.{name}] (defined: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            ));
+        }
+        out.push(Condition::Origin {
+            network: name.to_string(),
+            negate,
+        });
+    }
+    if let Some(r) = w.remote {
+        out.push(Condition::Remote(r));
+    }
+    if let Some(sc) = w.schedule {
+        let (name, negate) = negatable(sc.get_ref());
+        if !schedules.contains_key(name) {
+            let known: Vec<&str> = schedules.keys().map(String::as_str).collect();
+            return Err(err.at(
+                Some(sc.span()),
+                format!(
+                    "rule {rule:?}: schedule {name:?} is not defined; add [schedules.{name}] (defined: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            ));
+        }
+        out.push(Condition::Schedule {
+            name: name.to_string(),
+            negate,
+        });
+    }
+    if let Some(n) = w.risk_at_least {
+        if n == 0 {
+            return Err(err.at(
+                Some(when_span),
+                format!(
+                    "rule {rule:?}: risk_at_least = 0 always holds; leave it out, or give a weight"
+                ),
+            ));
+        }
+        out.push(Condition::RiskAtLeast(n));
+    }
+    for (signal, value) in [
+        (Signal::NewOrigin, w.new_origin),
+        (Signal::OffHours, w.off_hours),
+        (Signal::UnknownSshKey, w.unknown_ssh_key),
+        (Signal::RecentFailures, w.recent_failures),
+        (Signal::Velocity, w.velocity),
+    ] {
+        if let Some(fired) = value {
+            if signal == Signal::OffHours && signals.business_hours.is_none() {
+                return Err(err.at(
+                    Some(when_span.clone()),
+                    format!(
+                        "rule {rule:?}: off_hours needs signals.business_hours = \"<schedule>\""
+                    ),
+                ));
+            }
+            out.push(Condition::Signal { signal, fired });
+        }
+    }
+    Ok(out)
 }
 
 /// When the daemon runs as root, its policy must be root's alone: owned by root and
@@ -795,5 +1230,121 @@ reason = "Changing passwords needs a second factor"
     fn line_col_counts_from_one() {
         assert_eq!(line_col("abc\ndef", 0), (1, 1));
         assert_eq!(line_col("abc\ndef", 5), (2, 2));
+    }
+
+    #[test]
+    fn networks_schedules_risk_and_when_parse() {
+        let c = parse(
+            r#"
+[defaults]
+timezone = "Europe/Berlin"
+[networks.office]
+cidrs = ["10.1.0.0/16", "2001:db8:1::/48"]
+[schedules.business]
+days = "Mon-Fri"
+hours = ["08:00-12:00", "13:00-18:00"]
+[schedules.night]
+days = "*"
+hours = "22:00-06:00"
+timezone = "UTC"
+[risk]
+new_origin = 40
+off_hours = 20
+[signals]
+business_hours = "business"
+new_origin_days = 14
+[[rule]]
+id = "r"
+groups = ["admins"]
+action = "step_up"
+when = { origin = "!office", schedule = "business", risk_at_least = 40, remote = true, unknown_ssh_key = false }
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.networks["office"].cidrs.len(), 2);
+        assert_eq!(c.schedules.len(), 2);
+        assert_eq!(c.schedules["night"].timezone_name(), "UTC");
+        assert_eq!(c.risk.weight(Signal::NewOrigin), 40);
+        assert_eq!(c.signals.new_origin_days, 14);
+        assert!(c.business_hours().is_some());
+        assert!(c.uses_groups && c.uses_history);
+        assert_eq!(
+            c.rules[0].conditions,
+            vec![
+                Condition::Origin {
+                    network: "office".into(),
+                    negate: true
+                },
+                Condition::Remote(true),
+                Condition::Schedule {
+                    name: "business".into(),
+                    negate: false
+                },
+                Condition::RiskAtLeast(40),
+                Condition::Signal {
+                    signal: Signal::UnknownSshKey,
+                    fired: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_policy_without_signals_reads_no_history() {
+        let c = parse("[[rule]]\nid = \"r\"\naction = \"step_up\"\nwhen = { remote = true }\n")
+            .unwrap();
+        assert!(!c.uses_history && !c.uses_groups);
+    }
+
+    #[test]
+    fn host_bits_in_a_cidr_point_at_the_entry() {
+        let e =
+            parse("[networks.office]\ncidrs = [\"10.0.0.0/8\", \"10.1.2.3/16\"]\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 24), "{e}");
+        assert!(e.message.contains("write 10.1.0.0/16"), "{e}");
+    }
+
+    #[test]
+    fn references_to_undefined_networks_and_schedules_are_errors_naming_the_fix() {
+        let e = parse("[[rule]]\nid = \"r\"\naction = \"deny\"\nwhen = { origin = \"ofice\" }\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("[networks.ofice]"), "{e}");
+        let e =
+            parse("[[rule]]\nid = \"r\"\naction = \"deny\"\nwhen = { schedule = \"!busines\" }\n")
+                .unwrap_err();
+        assert!(e.message.contains("[schedules.busines]"), "{e}");
+        let e = parse("[signals]\nbusiness_hours = \"office-hours\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("[schedules.office-hours]"), "{e}");
+    }
+
+    #[test]
+    fn off_hours_needs_business_hours() {
+        let e = parse("[risk]\noff_hours = 20\n").unwrap_err();
+        assert!(e.message.contains("signals.business_hours"), "{e}");
+        assert_eq!(e.line, 1, "{e}");
+        let e = parse("[[rule]]\nid = \"r\"\naction = \"deny\"\nwhen = { off_hours = true }\n")
+            .unwrap_err();
+        assert!(e.message.contains("signals.business_hours"), "{e}");
+    }
+
+    #[test]
+    fn bad_time_zone_and_bad_schedule_point_at_the_value() {
+        let e = parse("[defaults]\ntimezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse("[schedules.b]\ndays = \"Mon-Fry\"\nhours = \"08:00-18:00\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse("[schedules.b]\ndays = \"Mon-Fri\"\nhours = \"08:00-25:00\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn unknown_condition_is_an_error() {
+        let e =
+            parse("[[rule]]\nid = \"r\"\naction = \"deny\"\nwhen = { moon_phase = \"full\" }\n")
+                .unwrap_err();
+        assert!(e.message.contains("moon_phase"), "{e}");
+        assert_eq!(e.line, 4, "{e}");
     }
 }

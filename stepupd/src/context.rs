@@ -10,16 +10,6 @@ use std::path::{Path, PathBuf};
 use crate::policy::Command;
 use crate::sudo_args::{self, SudoInvocation};
 
-/// Directories sudo searches for a bare command name: Debian's default `secure_path`.
-pub const SECURE_PATH: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
-
 /// Why the caller could not be examined. The daemon denies in every case.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
@@ -67,6 +57,9 @@ pub struct Caller {
     pub cwd: PathBuf,
     /// `SHELL` from the process environment, if set (sudo -s runs it).
     pub shell_env: Option<String>,
+    /// `PATH` from the process environment (sudo searches it when sudoers sets no
+    /// secure_path).
+    pub path_env: Option<String>,
     /// Login session key: audit session id, session leader pid and its start time.
     pub session: String,
 }
@@ -135,13 +128,18 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
         .map(|a| String::from_utf8(a.to_vec()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ContextError::SudoArgs("an argument is not valid UTF-8".into()))?;
-    // sudo -s runs $SHELL when set; read it from sudo's own environment.
-    let shell_env = std::fs::read(base.join("environ")).ok().and_then(|env| {
-        env.split(|&b| b == 0)
-            .find_map(|kv| kv.strip_prefix(b"SHELL="))
+    // sudo -s runs $SHELL when set, and a bare name is searched along PATH when
+    // sudoers sets no secure_path: read both from sudo's own environment.
+    let environ = std::fs::read(base.join("environ")).unwrap_or_default();
+    let env_var = |name: &[u8]| {
+        environ
+            .split(|&b| b == 0)
+            .find_map(|kv| kv.strip_prefix(name))
             .and_then(|v| String::from_utf8(v.to_vec()).ok())
             .filter(|v| !v.is_empty())
-    });
+    };
+    let shell_env = env_var(b"SHELL=");
+    let path_env = env_var(b"PATH=");
     let audit_session = std::fs::read_to_string(base.join("sessionid"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "-".into());
@@ -165,6 +163,7 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
         argv,
         cwd,
         shell_env,
+        path_env,
         session,
     })
 }
@@ -176,6 +175,8 @@ pub struct Account {
     pub name: String,
     /// uid.
     pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
     /// Login shell.
     pub shell: String,
 }
@@ -228,12 +229,61 @@ fn passwd_lookup(by: Result<&str, u32>) -> Option<Account> {
     Some(Account {
         name,
         uid: pwd.pw_uid,
+        gid: pwd.pw_gid,
         shell: if shell.is_empty() {
             "/bin/sh".into()
         } else {
             shell
         },
     })
+}
+
+/// The names of the groups `user` is in (primary and supplementary), from NSS.
+/// An unknown user is in no group.
+pub fn user_groups(user: &str) -> Vec<String> {
+    let Some(account) = account_by_name(user) else {
+        return Vec::new();
+    };
+    let Ok(cname) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    let primary = account.gid;
+    let mut n: libc::c_int = 64;
+    let mut gids: Vec<libc::gid_t> = vec![0; n as usize];
+    loop {
+        let mut count = n;
+        // SAFETY: gids has room for `count` entries; getgrouplist writes at most that
+        // many and updates count (to the number needed when it returns -1).
+        let rc =
+            unsafe { libc::getgrouplist(cname.as_ptr(), primary, gids.as_mut_ptr(), &mut count) };
+        if rc >= 0 {
+            gids.truncate(count.max(0) as usize);
+            break;
+        }
+        if count <= n || count > 65_536 {
+            return Vec::new();
+        }
+        n = count;
+        gids = vec![0; n as usize];
+    }
+    gids.into_iter().filter_map(group_name).collect()
+}
+
+fn group_name(gid: libc::gid_t) -> Option<String> {
+    // SAFETY: group is plain C data; getgrgid_r overwrites it.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call; buf's length is passed.
+    let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success gr_name points into buf as a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }
+        .to_str()
+        .ok()
+        .map(str::to_string)
 }
 
 /// Looks a user up by name.
@@ -249,13 +299,17 @@ pub fn account_by_uid(uid: u32) -> Option<Account> {
 /// Resolves a program name the way sudo would find it: a name with a slash relative
 /// to `cwd`, a bare name along `search_path`. Returns the path with its directory
 /// normalised, and the path with every symlink resolved.
-pub fn resolve_program(program: &str, cwd: &Path, search_path: &[&str]) -> (String, String) {
+pub fn resolve_program<S: AsRef<str>>(
+    program: &str,
+    cwd: &Path,
+    search_path: &[S],
+) -> (String, String) {
     let candidate = if program.contains('/') {
         Some(cwd.join(program))
     } else {
         search_path
             .iter()
-            .map(|d| Path::new(d).join(program))
+            .map(|d| Path::new(d.as_ref()).join(program))
             .find(|p| is_executable_file(p))
     };
     let Some(candidate) = candidate else {
@@ -296,11 +350,12 @@ pub struct SudoTarget {
 /// chooses; for `-i` the target's login shell), and a command given with them becomes
 /// `-c "<command>"`, which is what the shell receives. `sudoedit` is the
 /// pseudo-command `sudoedit` with the files as arguments, as in sudoers.
-pub fn sudo_target(
+pub fn sudo_target<S: AsRef<str>>(
     argv: &[String],
     cwd: &Path,
     shell_env: Option<&str>,
     invoking_user: &Account,
+    search_path: &[S],
 ) -> Result<SudoTarget, ContextError> {
     let inv: SudoInvocation =
         sudo_args::parse(argv).map_err(|e| ContextError::SudoArgs(e.to_string()))?;
@@ -354,7 +409,7 @@ pub fn sudo_target(
             }
         }
     };
-    let (path, resolved) = resolve_program(&program, cwd, SECURE_PATH);
+    let (path, resolved) = resolve_program(&program, cwd, search_path);
     Ok(SudoTarget {
         target_user,
         command: Some(Command {
@@ -368,6 +423,7 @@ pub fn sudo_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secure_path::DEBIAN_DEFAULT as SECURE_PATH;
 
     #[test]
     fn stat_parsing_survives_odd_command_names() {
@@ -435,6 +491,7 @@ mod tests {
         Account {
             name: "alice".into(),
             uid: 1000,
+            gid: 1000,
             shell: "/bin/bash".into(),
         }
     }
@@ -445,7 +502,14 @@ mod tests {
 
     #[test]
     fn sudo_target_defaults_to_root_and_resolves_the_program() {
-        let t = sudo_target(&argv(&["sudo", "id", "-u"]), Path::new("/"), None, &me()).unwrap();
+        let t = sudo_target(
+            &argv(&["sudo", "id", "-u"]),
+            Path::new("/"),
+            None,
+            &me(),
+            SECURE_PATH,
+        )
+        .unwrap();
         assert_eq!(t.target_user, "root");
         let cmd = t.command.unwrap();
         assert!(cmd.path.ends_with("/id"), "{}", cmd.path);
@@ -459,6 +523,7 @@ mod tests {
             Path::new("/"),
             None,
             &me(),
+            SECURE_PATH,
         )
         .unwrap();
         let cmd = t.command.unwrap();
@@ -473,6 +538,7 @@ mod tests {
             Path::new("/"),
             Some("/bin/sh"),
             &me(),
+            SECURE_PATH,
         )
         .unwrap();
         let cmd = t.command.unwrap();
@@ -481,7 +547,14 @@ mod tests {
 
     #[test]
     fn sudo_login_mode_runs_the_targets_login_shell() {
-        let t = sudo_target(&argv(&["sudo", "-i"]), Path::new("/"), None, &me()).unwrap();
+        let t = sudo_target(
+            &argv(&["sudo", "-i"]),
+            Path::new("/"),
+            None,
+            &me(),
+            SECURE_PATH,
+        )
+        .unwrap();
         let root_shell = account_by_name("root").unwrap().shell;
         let cmd = t.command.unwrap();
         assert_eq!(
@@ -497,6 +570,7 @@ mod tests {
             Path::new("/"),
             None,
             &me(),
+            SECURE_PATH,
         )
         .unwrap();
         assert_eq!(t.target_user, "root");
@@ -510,6 +584,7 @@ mod tests {
             Path::new("/"),
             None,
             &me(),
+            SECURE_PATH,
         )
         .unwrap();
         let cmd = t.command.unwrap();
@@ -520,9 +595,21 @@ mod tests {
     #[test]
     fn unknown_sudo_options_are_errors() {
         assert!(matches!(
-            sudo_target(&argv(&["sudo", "-Z", "id"]), Path::new("/"), None, &me()),
+            sudo_target(
+                &argv(&["sudo", "-Z", "id"]),
+                Path::new("/"),
+                None,
+                &me(),
+                SECURE_PATH
+            ),
             Err(ContextError::SudoArgs(_))
         ));
+    }
+
+    #[test]
+    fn root_is_in_the_root_group_and_unknown_users_in_none() {
+        assert!(user_groups("root").contains(&"root".to_string()));
+        assert!(user_groups("no-such-user-xyz").is_empty());
     }
 
     #[test]

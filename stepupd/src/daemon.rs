@@ -155,6 +155,7 @@ pub fn run(
             }
         };
         let service = Arc::new(Service::new(config, Arc::new(store), key, audit));
+        service.set_source(source.clone(), overrides.clone());
         service.add_transport(format!("p2p:{}", socket_path.display()));
         tokio::spawn(ipc::serve_socket(listener, service.clone()));
         let _bus = match bus_mode {
@@ -190,7 +191,7 @@ pub fn run(
             if sig != libc::SIGHUP {
                 break;
             }
-            service.reload(&source, &overrides);
+            let _ = service.reload_from_source();
         }
         service
             .audit()

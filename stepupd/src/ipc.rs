@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use stepup_proto::{
-    Decision, EvaluateRequest, FactorInfo, OBJECT_PATH, RespondResult, Status, TotpEnrolment,
-    TotpParams,
+    Decision, EvaluateRequest, ExplainRequest, Explanation, FactorInfo, GrantInfo, OBJECT_PATH,
+    RespondResult, Status, TotpEnrolment, TotpParams,
 };
 use tokio::net::UnixListener;
 use zbus::message::Header;
@@ -163,6 +163,45 @@ impl StepupdInterface {
     ) -> fdo::Result<()> {
         let peer = self.peer(conn, &header).await?;
         self.service.remove_factor(peer, id).map_err(to_fdo)
+    }
+
+    async fn explain(
+        &self,
+        request: ExplainRequest,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<Explanation> {
+        let peer = self.peer(conn, &header).await?;
+        self.service.explain(peer, &request).map_err(to_fdo)
+    }
+
+    async fn reload(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<String> {
+        let peer = self.peer(conn, &header).await?;
+        self.service.reload_method(peer).map_err(to_fdo)
+    }
+
+    async fn list_grants(
+        &self,
+        user: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<Vec<GrantInfo>> {
+        let peer = self.peer(conn, &header).await?;
+        self.service.list_grants(peer, &user).map_err(to_fdo)
+    }
+
+    async fn revoke_grants(
+        &self,
+        user: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<u32> {
+        let peer = self.peer(conn, &header).await?;
+        self.service.revoke_grants(peer, &user).map_err(to_fdo)
     }
 
     async fn status(

@@ -23,7 +23,8 @@ use crate::context::{self, Caller};
 use crate::crypto::{self, HostKey};
 use crate::factors::{self, Verification, totp};
 use crate::policy::{self, Context, Verdict};
-use crate::store::{Grant, GrantScope, NewFactor, Store};
+use crate::store::{Grant, GrantScope, HistoryKind, NewFactor, Store};
+use std::collections::VecDeque;
 
 /// How long an `every_time` grant may serve the process that earned it (the auth and
 /// account phases of one sudo call happen within seconds).
@@ -65,10 +66,50 @@ struct PendingChallenge {
     invocation: String,
     session: String,
     origin: String,
+    remote: bool,
+    ssh_key: Option<String>,
     kinds: Vec<FactorKind>,
     reauth: Reauth,
     tries_left: u32,
     expires: Instant,
+}
+
+/// What binds grants and challenges to one login session and process.
+struct Binding {
+    session: String,
+    invocation: String,
+    origin: String,
+}
+
+/// The outcome of [`Service::assess`].
+enum Outcome {
+    Allow {
+        grant: Option<Grant>,
+        unenrolled: bool,
+    },
+    Deny {
+        reason: String,
+        unenrolled: bool,
+    },
+    Challenge {
+        step_up: policy::StepUp,
+        kinds: Vec<FactorKind>,
+    },
+}
+
+struct Assessment {
+    decision: policy::Decision,
+    outcome: Outcome,
+}
+
+/// The origin of a transaction: the remote address (canonical, so an IPv4-mapped
+/// IPv6 address and its IPv4 form are one origin), or `local:<tty>`.
+fn origin_of(ctx: &Context) -> String {
+    match &ctx.rhost {
+        Some(h) => crate::network::parse_rhost(h)
+            .map_or_else(|| h.clone(), |ip| ip.to_canonical().to_string()),
+        None => format!("local:{}", ctx.tty.as_deref().unwrap_or("-")),
+    }
 }
 
 struct PendingEnrolment {
@@ -91,7 +132,23 @@ pub struct Service {
     started: Instant,
     decisions: AtomicU64,
     transports: Mutex<Vec<String>>,
+    /// Where `Reload` reads the policy from (set by the daemon at start).
+    source: Mutex<(crate::daemon::ConfigSource, crate::daemon::Overrides)>,
+    /// Recent decision times per user, for the velocity signal. In memory: a short
+    /// window that need not survive a restart, and no disk write per decision.
+    velocity: Mutex<HashMap<String, VecDeque<i64>>>,
+    /// Group lists from NSS, kept briefly so a burst of sudo calls asks NSS once.
+    groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    /// When history was last purged.
+    last_purge: Mutex<Instant>,
+    /// sudoers' secure_path, re-read when the files change.
+    sudoers: crate::secure_path::SudoersCache,
 }
+
+/// How long a user's group list is reused.
+const GROUPS_TTL: Duration = Duration::from_secs(30);
+/// How often old history is purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,6 +205,14 @@ impl Service {
             started: Instant::now(),
             decisions: AtomicU64::new(0),
             transports: Mutex::new(Vec::new()),
+            source: Mutex::new((
+                crate::daemon::ConfigSource::Embedded,
+                crate::daemon::Overrides::default(),
+            )),
+            velocity: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            last_purge: Mutex::new(Instant::now()),
+            sudoers: crate::secure_path::SudoersCache::new("/etc/sudoers".into()),
         }
     }
 
@@ -166,25 +231,133 @@ impl Service {
         &self,
         source: &crate::daemon::ConfigSource,
         overrides: &crate::daemon::Overrides,
-    ) {
+    ) -> Result<String, String> {
         match source.load() {
             Ok(mut new) => {
                 overrides.apply(&mut new);
                 let rules = new.rules.len();
-                let source = new.source.clone();
+                let origin = new.source.clone();
+                // One pointer swap: a decision in flight keeps the Arc it started with.
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
                 self.audit.emit(
                     Severity::Notice,
                     &Event::new("config_loaded")
-                        .field("config", source)
+                        .field("config", origin.clone())
                         .field("rules", rules.to_string()),
                 );
+                Ok(format!(
+                    "{origin}: {rules} {}",
+                    if rules == 1 { "rule" } else { "rules" }
+                ))
             }
-            Err(e) => self.audit.emit(
-                Severity::Warning,
-                &Event::new("config_rejected").field("error", e.to_string()),
-            ),
+            Err(e) => {
+                self.audit.emit(
+                    Severity::Warning,
+                    &Event::new("config_rejected").field("error", e.to_string()),
+                );
+                Err(e.to_string())
+            }
         }
+    }
+
+    /// Remembers where the policy comes from, for `Reload` and SIGHUP.
+    pub fn set_source(
+        &self,
+        source: crate::daemon::ConfigSource,
+        overrides: crate::daemon::Overrides,
+    ) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = (source, overrides);
+    }
+
+    /// `Reload` and SIGHUP: re-read the policy from where it came from.
+    pub fn reload_from_source(&self) -> Result<String, String> {
+        let (source, overrides) = self
+            .source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.reload(&source, &overrides)
+    }
+
+    /// `Reload` over D-Bus: root only.
+    pub fn reload_method(&self, peer: Peer) -> Result<String, ServiceError> {
+        self.require_root(peer, "Reload")?;
+        self.reload_from_source().map_err(|e| {
+            ServiceError::InvalidArgs(format!(
+                "the new policy was rejected and the running one kept: {e}"
+            ))
+        })
+    }
+
+    /// `ListGrants`: root sees anyone's; a user their own.
+    pub fn list_grants(
+        &self,
+        peer: Peer,
+        user: &str,
+    ) -> Result<Vec<stepup_proto::GrantInfo>, ServiceError> {
+        check_field("user", user)?;
+        let wanted = self.own_or_any(peer, user, "ListGrants")?;
+        let grants = self
+            .store
+            .grants(wanted.as_deref(), unix_now() as i64)
+            .map_err(self.fail("grant lookup"))?;
+        Ok(grants
+            .into_iter()
+            .map(|g| stepup_proto::GrantInfo {
+                user: g.scope.user,
+                target: g.scope.target_user,
+                service: g.scope.service,
+                rule: g.rule,
+                origin: g.scope.origin,
+                session: g.scope.session,
+                created: g.created,
+                expires: g.expires,
+            })
+            .collect())
+    }
+
+    /// `RevokeGrants`: root only; empty user means everyone.
+    pub fn revoke_grants(&self, peer: Peer, user: &str) -> Result<u32, ServiceError> {
+        self.require_root(peer, "RevokeGrants")?;
+        check_field("user", user)?;
+        let who = Some(user).filter(|u| !u.is_empty());
+        let n = self.store.revoke_grants(who).map_err(self.fail("revoke"))?;
+        self.audit.emit(
+            Severity::Notice,
+            &Event::new("grant_revoked")
+                .field("user", who.unwrap_or("*").to_string())
+                .field("count", n.to_string()),
+        );
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// For methods where root may name anyone and a user only themselves: the user
+    /// to act on (`None`: everyone).
+    fn own_or_any(
+        &self,
+        peer: Peer,
+        user: &str,
+        method: &str,
+    ) -> Result<Option<String>, ServiceError> {
+        if peer.uid == 0 {
+            return Ok(Some(user).filter(|u| !u.is_empty()).map(str::to_string));
+        }
+        let me = context::account_by_uid(peer.uid)
+            .ok_or_else(|| ServiceError::AccessDenied("caller has no account".into()))?;
+        if !user.is_empty() && user != me.name {
+            self.audit.emit(
+                Severity::Warning,
+                &Event::new("access_denied")
+                    .field("method", method.to_string())
+                    .field("uid", peer.uid.to_string())
+                    .field("pid", peer.pid.to_string())
+                    .field("user", user.to_string()),
+            );
+            return Err(ServiceError::AccessDenied(format!(
+                "only root may ask about another user ({method})"
+            )));
+        }
+        Ok(Some(me.name))
     }
 
     /// Records a transport for `status`.
@@ -309,7 +482,18 @@ impl Service {
             command: None,
             rhost: Some(req.rhost.clone()).filter(|s| !s.is_empty()),
             tty: Some(req.tty.clone()).filter(|s| !s.is_empty()),
+            groups: Vec::new(),
+            ssh_key: None,
         };
+        match crate::sshkey::accepted_key(&req.ssh_auth_info) {
+            Ok(key) => ctx.ssh_key = key.map(|k| k.fingerprint),
+            Err(e) => {
+                return deny(
+                    "Denied: stepupd could not read the ssh key sshd accepted".into(),
+                    &format!("SSH_AUTH_INFO_0: {e}"),
+                );
+            }
+        }
         if caller.is_sudo() {
             // Under sudo the peer uid is 0; the invoking user is sudo's real uid.
             let invoking = match context::account_by_uid(caller.real_uid) {
@@ -321,11 +505,13 @@ impl Service {
                     );
                 }
             };
+            let search_path = self.sudoers.search_path(caller.path_env.as_deref());
             match context::sudo_target(
                 &caller.argv,
                 &caller.cwd,
                 caller.shell_env.as_deref(),
                 &invoking,
+                &search_path,
             ) {
                 Ok(t) => {
                     // sudo authenticates the invoking user, or with targetpw/rootpw the
@@ -350,12 +536,21 @@ impl Service {
                 }
             }
         }
-        let config = self.config();
-        let decision = policy::evaluate(&config, &ctx);
-        let origin = match &ctx.rhost {
-            Some(h) => h.clone(),
-            None => format!("local:{}", ctx.tty.as_deref().unwrap_or("-")),
+        let binding = Binding {
+            session: caller.session.clone(),
+            invocation: caller.invocation(),
+            origin: origin_of(&ctx),
         };
+        let config = self.config();
+        ctx.groups = self.groups_of(&config, &ctx.user);
+        let at = jiff::Timestamp::now();
+        let Assessment { decision, outcome } = self.assess(&config, &ctx, Some(&binding), at)?;
+        let signal_list = decision
+            .signals
+            .iter()
+            .map(|(s, w)| format!("{}:{w}", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
         let command = ctx
             .command
             .as_ref()
@@ -376,119 +571,72 @@ impl Service {
                 .field("rhost", ctx.rhost.clone().unwrap_or_default())
                 .field("command", command.clone())
                 .field("report_only", report_only.clone())
+                .field("risk", decision.risk.to_string())
+                .field("signals", signal_list.clone())
+                .field("ssh_key", ctx.ssh_key.clone().unwrap_or_default())
         };
-        let step_up = match decision.verdict {
-            Verdict::Allow => {
-                self.audit.emit(Severity::Info, &event("allow"));
-                return Ok(WireDecision {
-                    outcome: outcome::ALLOW.into(),
-                    request_id,
-                    ..WireDecision::default()
-                });
-            }
-            Verdict::Deny => {
-                self.audit.emit(
-                    Severity::Notice,
-                    &event("deny").field("reason", decision.reason.clone()),
-                );
-                return Ok(WireDecision {
-                    outcome: outcome::DENY.into(),
-                    reason: decision.reason,
-                    request_id,
-                    ..WireDecision::default()
-                });
-            }
-            Verdict::StepUp(s) => s,
-        };
-        let rule = decision.rule.clone().unwrap_or_default();
-        let now = unix_now() as i64;
-        let scope = GrantScope {
-            user: ctx.user.clone(),
-            target_user: ctx.target_user.clone(),
-            service: ctx.service.clone(),
-            session: caller.session.clone(),
-            origin: origin.clone(),
-            invocation: match step_up.reauth {
-                Reauth::EveryTime => caller.invocation(),
-                Reauth::For(_) => String::new(),
-            },
-        };
-        // A grant counts only for the rule that earned it, and no longer than that
-        // rule's reauth now says (it may have been shortened by a reload).
-        let max_age = match step_up.reauth {
-            Reauth::EveryTime => INVOCATION_GRANT_TTL.as_secs() as i64,
-            Reauth::For(d) => d.as_secs() as i64,
-        };
-        if let Some(g) = self
-            .store
-            .find_grant(&scope, &rule, now)
-            .map_err(self.fail("grant lookup"))?
-            .filter(|g| g.created + max_age > now)
-        {
-            self.audit.emit(
-                Severity::Info,
-                &event("allow")
-                    .field("grant", g.rule)
-                    .field("grant_expires", g.expires.to_string()),
+        let allow = |request_id: String| {
+            // An allowed remote transaction makes its origin (and key) known.
+            self.remember_success(
+                &ctx.user,
+                &binding.origin,
+                ctx.rhost.is_some(),
+                ctx.ssh_key.as_deref(),
+                at.as_second(),
             );
-            return Ok(WireDecision {
+            Ok(WireDecision {
                 outcome: outcome::ALLOW.into(),
                 request_id,
                 ..WireDecision::default()
-            });
-        }
-        let enrolled: Vec<FactorKind> = self
-            .store
-            .factors(Some(&ctx.user))
-            .map_err(self.fail("factor lookup"))?
-            .into_iter()
-            .map(|f| f.kind)
-            .filter(|k| step_up.factors.contains(k))
-            .collect();
-        if enrolled.is_empty() {
-            return match config.defaults.unenrolled {
-                Unenrolled::Allow => {
-                    self.audit.emit(
-                        Severity::Warning,
-                        &event("allow").field("unenrolled", "allow"),
-                    );
-                    Ok(WireDecision {
-                        outcome: outcome::ALLOW.into(),
-                        request_id,
-                        ..WireDecision::default()
-                    })
-                }
-                Unenrolled::Deny => {
-                    let reason = format!(
-                        "{} — but {} has no {} factor enrolled. Ask an administrator to run: stepupctl enroll totp --user {}",
-                        decision.reason,
-                        ctx.user,
-                        step_up
-                            .factors
-                            .iter()
-                            .map(|k| k.as_str())
-                            .collect::<Vec<_>>()
-                            .join("/"),
-                        ctx.user
-                    );
-                    self.audit.emit(
-                        Severity::Warning,
-                        &event("deny")
-                            .field("unenrolled", "deny")
-                            .field("reason", reason.clone()),
-                    );
-                    Ok(WireDecision {
-                        outcome: outcome::DENY.into(),
-                        reason,
-                        request_id,
-                        ..WireDecision::default()
-                    })
-                }
-            };
-        }
+            })
+        };
+        let (step_up, kinds) = match outcome {
+            Outcome::Allow {
+                grant: None,
+                unenrolled: false,
+            } => {
+                self.audit.emit(Severity::Info, &event("allow"));
+                return allow(request_id);
+            }
+            Outcome::Allow { grant: Some(g), .. } => {
+                self.audit.emit(
+                    Severity::Info,
+                    &event("allow")
+                        .field("grant", g.rule)
+                        .field("grant_expires", g.expires.to_string()),
+                );
+                return allow(request_id);
+            }
+            Outcome::Allow {
+                grant: None,
+                unenrolled: true,
+            } => {
+                self.audit.emit(
+                    Severity::Warning,
+                    &event("allow").field("unenrolled", "allow"),
+                );
+                return allow(request_id);
+            }
+            Outcome::Deny { reason, unenrolled } => {
+                let e = event("deny").field("reason", reason.clone());
+                let (severity, e) = if unenrolled {
+                    (Severity::Warning, e.field("unenrolled", "deny"))
+                } else {
+                    (Severity::Notice, e)
+                };
+                self.audit.emit(severity, &e);
+                return Ok(WireDecision {
+                    outcome: outcome::DENY.into(),
+                    reason,
+                    request_id,
+                    ..WireDecision::default()
+                });
+            }
+            Outcome::Challenge { step_up, kinds } => (step_up, kinds),
+        };
         let challenge_id = crypto::random_id().map_err(self.fail("random"))?;
         let timeout = step_up.challenge_timeout;
-        let kinds: Vec<String> = enrolled.iter().map(|k| k.as_str().to_string()).collect();
+        let kind_names: Vec<String> = kinds.iter().map(|k| k.as_str().to_string()).collect();
         self.purge_expired();
         self.challenges
             .lock()
@@ -500,11 +648,13 @@ impl Service {
                     user: ctx.user.clone(),
                     target_user: ctx.target_user.clone(),
                     service: ctx.service.clone(),
-                    rule: rule.clone(),
-                    invocation: caller.invocation(),
-                    session: caller.session.clone(),
-                    origin,
-                    kinds: enrolled,
+                    rule: decision.rule.clone().unwrap_or_default(),
+                    invocation: binding.invocation.clone(),
+                    session: binding.session.clone(),
+                    origin: binding.origin.clone(),
+                    remote: ctx.rhost.is_some(),
+                    ssh_key: ctx.ssh_key.clone(),
+                    kinds,
                     reauth: step_up.reauth,
                     tries_left: step_up.max_tries,
                     expires: Instant::now() + timeout,
@@ -513,7 +663,7 @@ impl Service {
         self.audit.emit(
             Severity::Notice,
             &event("challenge")
-                .field("factors", kinds.join(","))
+                .field("factors", kind_names.join(","))
                 .field("reason", decision.reason.clone()),
         );
         Ok(WireDecision {
@@ -521,10 +671,221 @@ impl Service {
             reason: decision.reason,
             prompt: "Enter the code from your authenticator app: ".into(),
             challenge_id,
-            factors: kinds,
+            factors: kind_names,
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
             request_id,
         })
+    }
+
+    /// What policy and state say about a transaction, with no side effect: the
+    /// verdict, and for a step-up whether a grant covers it and which of the user's
+    /// factors may answer. `binding` is `None` for a what-if (`Explain`), where there
+    /// is no login session and so no grant can apply.
+    fn assess(
+        &self,
+        config: &Config,
+        ctx: &Context,
+        binding: Option<&Binding>,
+        at: jiff::Timestamp,
+    ) -> Result<Assessment, ServiceError> {
+        let now = at.as_second();
+        // Only Evaluate (with a binding) counts towards velocity; Explain only reads.
+        let history = self.history(config, ctx, now, binding.is_some())?;
+        let decision = policy::evaluate(config, ctx, &history, at);
+        let step_up = match &decision.verdict {
+            Verdict::Allow => {
+                return Ok(Assessment {
+                    decision,
+                    outcome: Outcome::Allow {
+                        grant: None,
+                        unenrolled: false,
+                    },
+                });
+            }
+            Verdict::Deny => {
+                let reason = decision.reason.clone();
+                return Ok(Assessment {
+                    decision,
+                    outcome: Outcome::Deny {
+                        reason,
+                        unenrolled: false,
+                    },
+                });
+            }
+            Verdict::StepUp(s) => s.clone(),
+        };
+        let rule = decision.rule.clone().unwrap_or_default();
+        if let Some(binding) = binding {
+            let scope = GrantScope {
+                user: ctx.user.clone(),
+                target_user: ctx.target_user.clone(),
+                service: ctx.service.clone(),
+                session: binding.session.clone(),
+                origin: binding.origin.clone(),
+                invocation: match step_up.reauth {
+                    Reauth::EveryTime => binding.invocation.clone(),
+                    Reauth::For(_) => String::new(),
+                },
+            };
+            // A grant counts only for the rule that earned it, and no longer than that
+            // rule's reauth now says (it may have been shortened by a reload).
+            let max_age = match step_up.reauth {
+                Reauth::EveryTime => INVOCATION_GRANT_TTL.as_secs() as i64,
+                Reauth::For(d) => d.as_secs() as i64,
+            };
+            if let Some(g) = self
+                .store
+                .find_grant(&scope, &rule, now)
+                .map_err(self.fail("grant lookup"))?
+                .filter(|g| g.created + max_age > now)
+            {
+                return Ok(Assessment {
+                    decision,
+                    outcome: Outcome::Allow {
+                        grant: Some(g),
+                        unenrolled: false,
+                    },
+                });
+            }
+        }
+        let kinds: Vec<FactorKind> = self
+            .store
+            .factors(Some(&ctx.user))
+            .map_err(self.fail("factor lookup"))?
+            .into_iter()
+            .map(|f| f.kind)
+            .filter(|k| step_up.factors.contains(k))
+            .collect();
+        if !kinds.is_empty() {
+            return Ok(Assessment {
+                decision,
+                outcome: Outcome::Challenge { step_up, kinds },
+            });
+        }
+        let outcome = match config.defaults.unenrolled {
+            Unenrolled::Allow => Outcome::Allow {
+                grant: None,
+                unenrolled: true,
+            },
+            Unenrolled::Deny => Outcome::Deny {
+                reason: format!(
+                    "{} — but {} has no {} factor enrolled. Ask an administrator to run: stepupctl enroll totp --user {}",
+                    decision.reason,
+                    ctx.user,
+                    step_up
+                        .factors
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    ctx.user
+                ),
+                unenrolled: true,
+            },
+        };
+        Ok(Assessment { decision, outcome })
+    }
+
+    /// The user's groups when the policy names groups (cached briefly).
+    fn groups_of(&self, config: &Config, user: &str) -> Vec<String> {
+        if !config.uses_groups {
+            return Vec::new();
+        }
+        let mut cache = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, groups)) = cache.get(user)
+            && at.elapsed() < GROUPS_TTL
+        {
+            return groups.clone();
+        }
+        let groups = context::user_groups(user);
+        if cache.len() > 10_000 {
+            cache.retain(|_, (at, _)| at.elapsed() < GROUPS_TTL);
+        }
+        cache.insert(user.to_string(), (Instant::now(), groups.clone()));
+        groups
+    }
+
+    /// Decisions for `user` within the velocity window ending at `now`; with
+    /// `record`, this decision is counted first.
+    fn velocity_count(&self, config: &Config, user: &str, now: i64, record: bool) -> u32 {
+        let window = config.signals.velocity_window.0.as_secs() as i64;
+        let mut map = self.velocity.lock().unwrap_or_else(|p| p.into_inner());
+        let times = map.entry(user.to_string()).or_default();
+        while times.front().is_some_and(|t| *t <= now - window) {
+            times.pop_front();
+        }
+        if record {
+            times.push_back(now);
+            // Only "more than velocity_max" matters: never keep more than one over.
+            let cap = config.signals.velocity_max as usize + 1;
+            while times.len() > cap {
+                times.pop_front();
+            }
+        }
+        let n = u32::try_from(times.len()).unwrap_or(u32::MAX);
+        if times.is_empty() {
+            map.remove(user);
+        }
+        n
+    }
+
+    /// What the store knows for the signals, read only when the policy uses them.
+    fn history(
+        &self,
+        config: &Config,
+        ctx: &Context,
+        now: i64,
+        record: bool,
+    ) -> Result<policy::History, ServiceError> {
+        if !config.uses_history {
+            return Ok(policy::History::default());
+        }
+        let origin = origin_of(ctx);
+        let last_success_from_origin = match ctx.rhost {
+            Some(_) => self
+                .store
+                .last_history_from(&ctx.user, HistoryKind::Success, &origin)
+                .map_err(self.fail("history"))?,
+            None => None,
+        };
+        let ssh_key_known = match &ctx.ssh_key {
+            Some(fp) => Some(
+                self.store
+                    .ssh_key_known(&ctx.user, fp)
+                    .map_err(self.fail("history"))?,
+            ),
+            None => None,
+        };
+        let since = now - config.signals.failures_window.0.as_secs() as i64;
+        let recent_failures = self
+            .store
+            .count_history(&ctx.user, HistoryKind::Failure, since)
+            .map_err(self.fail("history"))?;
+        Ok(policy::History {
+            last_success_from_origin,
+            ssh_key_known,
+            recent_decisions: self.velocity_count(config, &ctx.user, now, record),
+            recent_failures,
+        })
+    }
+
+    /// Remembers a remote success (the origin becomes known, the ssh key too).
+    fn remember_success(
+        &self,
+        user: &str,
+        origin: &str,
+        remote: bool,
+        ssh_key: Option<&str>,
+        now: i64,
+    ) {
+        if remote {
+            let _ = self
+                .store
+                .record_history(user, HistoryKind::Success, origin, now);
+        }
+        if let Some(fp) = ssh_key {
+            let _ = self.store.remember_ssh_key(user, fp, now);
+        }
     }
 
     fn purge_expired(&self) {
@@ -537,7 +898,16 @@ impl Service {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, e| e.expires > now);
-        let _ = self.store.purge_expired_grants(unix_now() as i64);
+        let now_s = unix_now() as i64;
+        let _ = self.store.purge_expired_grants(now_s);
+        let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= PURGE_EVERY {
+            *last = Instant::now();
+            let config = self.config();
+            let keep = (i64::from(config.signals.new_origin_days) * 86_400)
+                .max(config.signals.failures_window.0.as_secs() as i64);
+            let _ = self.store.purge_history(now_s - keep);
+        }
     }
 
     /// `Respond`: check the answer to a challenge.
@@ -679,6 +1049,13 @@ impl Service {
                 expires: expires as i64,
             };
             self.store.add_grant(&grant).map_err(self.fail("grant"))?;
+            self.remember_success(
+                &pending.user,
+                &pending.origin,
+                pending.remote,
+                pending.ssh_key.as_deref(),
+                now as i64,
+            );
             self.audit.emit(
                 Severity::Notice,
                 &verify_event("success")
@@ -696,6 +1073,14 @@ impl Service {
                 .record_failure(*id, now as i64)
                 .map_err(self.fail("failure count"))?;
         }
+        self.store
+            .record_history(
+                &pending.user,
+                HistoryKind::Failure,
+                &pending.origin,
+                now as i64,
+            )
+            .map_err(self.fail("failure history"))?;
         let detail = if replayed {
             "code already used"
         } else {
@@ -927,26 +1312,7 @@ impl Service {
     /// `ListFactors`: root sees anyone's; a user sees their own.
     pub fn list_factors(&self, peer: Peer, user: &str) -> Result<Vec<FactorInfo>, ServiceError> {
         check_field("user", user)?;
-        let wanted = if peer.uid == 0 {
-            Some(user).filter(|u| !u.is_empty()).map(str::to_string)
-        } else {
-            let me = context::account_by_uid(peer.uid)
-                .ok_or_else(|| ServiceError::AccessDenied("caller has no account".into()))?;
-            if !user.is_empty() && user != me.name {
-                self.audit.emit(
-                    Severity::Warning,
-                    &Event::new("access_denied")
-                        .field("method", "ListFactors")
-                        .field("uid", peer.uid.to_string())
-                        .field("pid", peer.pid.to_string())
-                        .field("user", user.to_string()),
-                );
-                return Err(ServiceError::AccessDenied(
-                    "only root may list another user's factors".into(),
-                ));
-            }
-            Some(me.name)
-        };
+        let wanted = self.own_or_any(peer, user, "ListFactors")?;
         let records = self
             .store
             .factors(wanted.as_deref())
@@ -986,6 +1352,205 @@ impl Service {
                 .field("factor_id", id.to_string()),
         );
         Ok(())
+    }
+
+    /// `Explain`: what the policy (running, or a candidate) would decide for a
+    /// described transaction, and why. Records nothing. Root may ask about anyone, a
+    /// user about themselves.
+    pub fn explain(
+        &self,
+        peer: Peer,
+        req: &stepup_proto::ExplainRequest,
+    ) -> Result<stepup_proto::Explanation, ServiceError> {
+        for (name, value) in [
+            ("user", req.user.as_str()),
+            ("service", &req.service),
+            ("target", &req.target),
+            ("command", &req.command),
+            ("rhost", &req.rhost),
+            ("tty", &req.tty),
+            ("ssh_key", &req.ssh_key),
+            ("at", &req.at),
+            ("policy_name", &req.policy_name),
+        ] {
+            check_field(name, value)?;
+        }
+        if req.user.is_empty() || req.service.is_empty() {
+            return Err(ServiceError::InvalidArgs(
+                "--user and --service are required".into(),
+            ));
+        }
+        if self.own_or_any(peer, &req.user, "Explain")?.as_deref() != Some(req.user.as_str()) {
+            return Err(ServiceError::AccessDenied("explain needs a user".into()));
+        }
+        if req.policy.len() > 1 << 20 {
+            return Err(ServiceError::InvalidArgs(
+                "the candidate policy is larger than 1 MiB".into(),
+            ));
+        }
+        let config = if req.policy.is_empty() {
+            self.config()
+        } else {
+            let name = if req.policy_name.is_empty() {
+                "<candidate policy>"
+            } else {
+                &req.policy_name
+            };
+            Arc::new(
+                Config::parse(&req.policy, name)
+                    .map_err(|e| ServiceError::InvalidArgs(e.to_string()))?,
+            )
+        };
+        let target = if !req.target.is_empty() {
+            req.target.clone()
+        } else if req.service.starts_with("sudo") {
+            "root".to_string()
+        } else {
+            req.user.clone()
+        };
+        let mut notes = Vec::new();
+        let command = if req.command.trim().is_empty() {
+            None
+        } else {
+            let mut words = req.command.split_whitespace().map(str::to_string);
+            let program = words.next().unwrap_or_default();
+            let search_path = self.sudoers.search_path(None);
+            let (path, resolved) =
+                context::resolve_program(&program, std::path::Path::new("/"), &search_path);
+            let cmd = policy::Command {
+                path,
+                resolved,
+                args: words.collect(),
+            };
+            notes.push(if cmd.path == cmd.resolved {
+                format!("command: {}", cmd.display())
+            } else {
+                format!(
+                    "command: {} (the program resolves to {})",
+                    cmd.display(),
+                    cmd.resolved
+                )
+            });
+            Some(cmd)
+        };
+        if !req.ssh_key.is_empty() && !crate::sshkey::is_fingerprint(&req.ssh_key) {
+            return Err(ServiceError::InvalidArgs(format!(
+                "--ssh-key {:?} is not a fingerprint like SHA256:... (see ssh-keygen -lf KEY.pub)",
+                req.ssh_key
+            )));
+        }
+        let at = if req.at.is_empty() {
+            jiff::Timestamp::now()
+        } else {
+            req.at.parse::<jiff::Timestamp>().map_err(|e| {
+                ServiceError::InvalidArgs(format!(
+                    "--at {:?} is not an RFC 3339 time such as 2026-11-21T23:30:00+01:00: {e}",
+                    req.at
+                ))
+            })?
+        };
+        let mut ctx = Context {
+            service: req.service.clone(),
+            user: req.user.clone(),
+            target_user: target,
+            command,
+            rhost: Some(req.rhost.clone()).filter(|s| !s.is_empty()),
+            tty: Some(req.tty.clone()).filter(|s| !s.is_empty()),
+            groups: Vec::new(),
+            ssh_key: Some(req.ssh_key.clone()).filter(|s| !s.is_empty()),
+        };
+        ctx.groups = self.groups_of(&config, &ctx.user);
+        if !ctx.groups.is_empty() {
+            notes.push(format!("groups of {}: {}", ctx.user, ctx.groups.join(", ")));
+        }
+        notes.insert(
+            0,
+            format!(
+                "{} as {} via {} from {}",
+                ctx.user,
+                ctx.target_user,
+                ctx.service,
+                origin_of(&ctx)
+            ),
+        );
+        notes.push(format!(
+            "policy: {} ({} {})",
+            config.source,
+            config.rules.len(),
+            if config.rules.len() == 1 {
+                "rule"
+            } else {
+                "rules"
+            }
+        ));
+        notes.push(format!("judged at {at}"));
+        let Assessment { decision, outcome } = self.assess(&config, &ctx, None, at)?;
+        let mut out = stepup_proto::Explanation {
+            signals: decision
+                .signals
+                .iter()
+                .map(|(s, w)| format!("{}={w}", s.as_str()))
+                .collect(),
+            risk: decision.risk,
+            rule: decision.rule.clone().unwrap_or_default(),
+            reason: decision.reason.clone(),
+            report_only: decision
+                .report_only
+                .iter()
+                .map(|(id, a)| format!("{id}={}", a.as_str()))
+                .collect(),
+            ..Default::default()
+        };
+        if let Verdict::StepUp(s) = &decision.verdict {
+            out.factors = s.factors.iter().map(|k| k.as_str().to_string()).collect();
+            out.reauth = match s.reauth {
+                Reauth::EveryTime => "every_time".into(),
+                Reauth::For(d) => crate::duration::format_duration(d),
+            };
+            notes.push("grants are not considered: they belong to a login session".into());
+        }
+        out.outcome = match outcome {
+            Outcome::Allow {
+                unenrolled: true, ..
+            } => {
+                notes.push(format!(
+                    "{} has no usable factor and defaults.unenrolled = \"allow\"",
+                    ctx.user
+                ));
+                outcome::ALLOW.into()
+            }
+            Outcome::Allow { .. } => outcome::ALLOW.into(),
+            Outcome::Deny { reason, unenrolled } => {
+                if unenrolled {
+                    notes.push(format!(
+                        "{} has no usable factor and defaults.unenrolled = \"deny\"",
+                        ctx.user
+                    ));
+                }
+                out.reason = reason;
+                outcome::DENY.into()
+            }
+            Outcome::Challenge { kinds, .. } => {
+                notes.push(format!(
+                    "{} can answer with: {}",
+                    ctx.user,
+                    kinds
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                outcome::CHALLENGE.into()
+            }
+        };
+        if out.rule.is_empty() {
+            notes.push(format!(
+                "no rule matched: defaults.action = \"{}\"",
+                config.defaults.action.as_str()
+            ));
+        }
+        out.notes = notes;
+        Ok(out)
     }
 
     /// `Status`: anyone; a non-root caller sees the count of their own factors only.
@@ -1253,7 +1818,7 @@ mod tests {
         // The same transaction now falls under another rule: the grant does not carry over.
         let path = dir.path().join("new.toml");
         std::fs::write(&path, STEP_UP.replace("id = \"t\"", "id = \"other\"")).unwrap();
-        svc.reload(
+        let _ = svc.reload(
             &crate::daemon::ConfigSource::File(Some(path)),
             &crate::daemon::Overrides::default(),
         );
@@ -1269,7 +1834,7 @@ mod tests {
         let (dir, svc) = service(STEP_UP);
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[[rule]]\nid = \"x\"\naction = \"maybe\"\n").unwrap();
-        svc.reload(
+        let _ = svc.reload(
             &crate::daemon::ConfigSource::File(Some(path)),
             &crate::daemon::Overrides::default(),
         );

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stepup_proto::{StepupdProxy, TotpParams};
+use stepup_proto::{ExplainRequest, StepupdProxy, TotpParams};
 
 /// Administer stepupd: enrol factors, list and remove them, show status.
 ///
@@ -34,6 +34,82 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// What the policy would decide for a transaction, and why. Changes nothing.
+    Explain(ExplainArgs),
+    /// Check a policy file (no daemon needed).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Make the daemon re-read its policy (like SIGHUP); a bad policy is refused and
+    /// the running one kept.
+    Reload,
+    /// List or revoke grants (successful step-ups that spare the next prompt).
+    #[command(subcommand)]
+    Grants(GrantsCmd),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExplainArgs {
+    /// The user running sudo (or logging in).
+    #[arg(long)]
+    user: String,
+    /// PAM service, e.g. sudo, sudo-i, sshd.
+    #[arg(long)]
+    service: String,
+    /// Target user (default: root for sudo, else the user).
+    #[arg(long)]
+    target: Option<String>,
+    /// The command line, e.g. "/usr/sbin/visudo -c" or "visudo -c".
+    #[arg(long)]
+    command: Option<String>,
+    /// Remote address the request comes from.
+    #[arg(long)]
+    rhost: Option<String>,
+    /// Terminal, e.g. /dev/pts/0.
+    #[arg(long)]
+    tty: Option<String>,
+    /// Fingerprint of the ssh key used (SHA256:...).
+    #[arg(long, value_name = "FP")]
+    ssh_key: Option<String>,
+    /// Judge at this moment (RFC 3339, e.g. 2026-11-21T23:30:00+01:00) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+    /// Judge with this candidate policy file instead of the running one.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Validate a policy file; errors are printed as file:line:col: message.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantsCmd {
+    /// Grants in force (root: everyone's or --user; others: their own).
+    List {
+        /// Only this user's grants.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke grants, so the next sudo asks again.
+    Revoke {
+        /// Whose grants.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        user: Option<String>,
+        /// Everyone's grants.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -143,7 +219,74 @@ fn ts(t: i64) -> String {
     format!("{t} ({}s ago)", ago)
 }
 
+fn check_policy(file: &std::path::Path) -> Result<(), String> {
+    match stepupd::config::Config::load(Some(file)) {
+        Ok(c) => {
+            let n = c.rules.len();
+            println!(
+                "{}: OK ({n} {})",
+                c.source,
+                if n == 1 { "rule" } else { "rules" }
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn print_explanation(e: &stepup_proto::Explanation, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "outcome": e.outcome, "rule": e.rule, "reason": e.reason, "risk": e.risk,
+                "signals": e.signals, "report_only": e.report_only, "factors": e.factors,
+                "reauth": e.reauth, "notes": e.notes,
+            })
+        );
+        return;
+    }
+    let rule = if e.rule.is_empty() {
+        "no rule matched".to_string()
+    } else {
+        format!("rule {}", e.rule)
+    };
+    println!("decision: {} ({rule})", e.outcome);
+    if !e.reason.is_empty() {
+        println!("reason:   {}", e.reason);
+    }
+    let signals = if e.signals.is_empty() {
+        "no signal fired".to_string()
+    } else {
+        e.signals.join(", ")
+    };
+    println!("risk:     {} ({signals})", e.risk);
+    if !e.factors.is_empty() {
+        println!("step-up:  {} (reauth {})", e.factors.join(" or "), e.reauth);
+    }
+    if !e.report_only.is_empty() {
+        println!(
+            "report-only rules that matched: {}",
+            e.report_only.join(", ")
+        );
+    }
+    println!("because:");
+    for n in &e.notes {
+        println!("  - {n}");
+    }
+}
+
+fn ts_in(t: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    format!("{t} (in {}s)", (t - now).max(0))
+}
+
 async fn run(args: Args) -> Result<(), String> {
+    if let Cmd::Policy(PolicyCmd::Check { file }) = &args.command {
+        return check_policy(file);
+    }
     let conn = connect(&args.socket).await?;
     let proxy = StepupdProxy::new(&conn).await.map_err(describe)?;
     match args.command {
@@ -203,6 +346,82 @@ async fn run(args: Args) -> Result<(), String> {
                     );
                 }
             }
+        }
+        Cmd::Policy(PolicyCmd::Check { file }) => check_policy(&file)?,
+        Cmd::Explain(a) => {
+            let (policy, policy_name) = match &a.policy {
+                Some(p) => (
+                    std::fs::read_to_string(p)
+                        .map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+                    p.display().to_string(),
+                ),
+                None => (String::new(), String::new()),
+            };
+            let request = ExplainRequest {
+                user: a.user,
+                service: a.service,
+                target: a.target.unwrap_or_default(),
+                command: a.command.unwrap_or_default(),
+                rhost: a.rhost.unwrap_or_default(),
+                tty: a.tty.unwrap_or_default(),
+                ssh_key: a.ssh_key.unwrap_or_default(),
+                at: a.at.unwrap_or_default(),
+                policy,
+                policy_name,
+            };
+            let e = proxy.explain(&request).await.map_err(describe)?;
+            print_explanation(&e, a.json);
+        }
+        Cmd::Reload => {
+            let summary = proxy.reload().await.map_err(describe)?;
+            println!("reloaded: {summary}");
+        }
+        Cmd::Grants(GrantsCmd::List { user, json }) => {
+            let list = proxy
+                .list_grants(user.as_deref().unwrap_or(""))
+                .await
+                .map_err(describe)?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|g| serde_json::json!({
+                        "user": g.user, "target": g.target, "service": g.service, "rule": g.rule,
+                        "origin": g.origin, "session": g.session, "created": g.created, "expires": g.expires,
+                    }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else if list.is_empty() {
+                println!("no grants in force");
+            } else {
+                println!(
+                    "{:<16} {:<10} {:<8} {:<24} {:<20} EXPIRES",
+                    "USER", "TARGET", "SERVICE", "RULE", "ORIGIN"
+                );
+                for g in list {
+                    println!(
+                        "{:<16} {:<10} {:<8} {:<24} {:<20} {}",
+                        g.user,
+                        g.target,
+                        g.service,
+                        g.rule,
+                        g.origin,
+                        ts_in(g.expires)
+                    );
+                }
+            }
+        }
+        Cmd::Grants(GrantsCmd::Revoke { user, all }) => {
+            let who = if all {
+                String::new()
+            } else {
+                user.unwrap_or_default()
+            };
+            let n = proxy.revoke_grants(&who).await.map_err(describe)?;
+            let whose = if all { "all users".to_string() } else { who };
+            println!(
+                "revoked {n} grant{} of {whose}",
+                if n == 1 { "" } else { "s" }
+            );
         }
         Cmd::Factors(FactorsCmd::Remove { id }) => {
             proxy.remove_factor(id).await.map_err(describe)?;

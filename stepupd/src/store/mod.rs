@@ -100,6 +100,26 @@ pub struct Grant {
     pub expires: i64,
 }
 
+/// What happened, for the history the risk signals read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryKind {
+    /// A transaction from a remote origin ended allowed (by policy, grant or a
+    /// verified challenge): the origin is known for the user from then on.
+    Success,
+    /// A wrong answer to a challenge.
+    Failure,
+}
+
+impl HistoryKind {
+    /// The value stored in the database.
+    pub fn code(self) -> i64 {
+        match self {
+            HistoryKind::Success => 1,
+            HistoryKind::Failure => 2,
+        }
+    }
+}
+
 /// All durable state.
 pub trait Store: Send + Sync {
     /// Adds a factor and returns its id.
@@ -126,4 +146,31 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<Grant>, StoreError>;
     /// Deletes grants expired at `now`; returns how many.
     fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError>;
+    /// Grants valid at `now`, of one user or of everyone.
+    fn grants(&self, user: Option<&str>, now: i64) -> Result<Vec<Grant>, StoreError>;
+    /// Deletes the grants of one user, or all grants; returns how many.
+    fn revoke_grants(&self, user: Option<&str>) -> Result<usize, StoreError>;
+    /// Records a history event for `user` from `origin` at `at`.
+    fn record_history(
+        &self,
+        user: &str,
+        kind: HistoryKind,
+        origin: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
+    /// How many events of `kind` `user` has since `since`.
+    fn count_history(&self, user: &str, kind: HistoryKind, since: i64) -> Result<u32, StoreError>;
+    /// The time of the latest event of `kind` for `user` from `origin`, if any.
+    fn last_history_from(
+        &self,
+        user: &str,
+        kind: HistoryKind,
+        origin: &str,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Deletes history older than `before`; returns how many events.
+    fn purge_history(&self, before: i64) -> Result<usize, StoreError>;
+    /// Whether `user` has logged in with the ssh key `fingerprint` before.
+    fn ssh_key_known(&self, user: &str, fingerprint: &str) -> Result<bool, StoreError>;
+    /// Remembers that `user` logged in with `fingerprint` at `at`.
+    fn remember_ssh_key(&self, user: &str, fingerprint: &str, at: i64) -> Result<(), StoreError>;
 }

@@ -6,10 +6,10 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{FactorRecord, Grant, GrantScope, NewFactor, Store, StoreError};
+use super::{FactorRecord, Grant, GrantScope, HistoryKind, NewFactor, Store, StoreError};
 use crate::config::FactorKind;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS factors (
@@ -38,6 +38,22 @@ CREATE TABLE IF NOT EXISTS grants (
     expires     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS grants_scope ON grants(user, target_user, service, session, origin, invocation);
+CREATE TABLE IF NOT EXISTS history (
+    user   TEXT    NOT NULL,
+    kind   INTEGER NOT NULL,
+    origin TEXT    NOT NULL,
+    at     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_user_kind_at ON history(user, kind, at);
+CREATE INDEX IF NOT EXISTS history_user_kind_origin ON history(user, kind, origin, at);
+CREATE INDEX IF NOT EXISTS history_at ON history(at);
+CREATE TABLE IF NOT EXISTS ssh_keys (
+    user        TEXT    NOT NULL,
+    fingerprint TEXT    NOT NULL,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    PRIMARY KEY (user, fingerprint)
+);
 ";
 
 /// SQLite-backed [`Store`].
@@ -236,6 +252,103 @@ impl Store for SqliteStore {
     fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError> {
         self.with(|c| c.execute("DELETE FROM grants WHERE expires <= ?1", params![now]))
     }
+
+    fn grants(&self, user: Option<&str>, now: i64) -> Result<Vec<Grant>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user, target_user, service, session, origin, invocation, rule, created, expires
+                 FROM grants WHERE (?1 IS NULL OR user = ?1) AND expires > ?2 ORDER BY created",
+            )?;
+            stmt.query_map(params![user, now], |r| {
+                Ok(Grant {
+                    scope: GrantScope {
+                        user: r.get(0)?,
+                        target_user: r.get(1)?,
+                        service: r.get(2)?,
+                        session: r.get(3)?,
+                        origin: r.get(4)?,
+                        invocation: r.get(5)?,
+                    },
+                    rule: r.get(6)?,
+                    created: r.get(7)?,
+                    expires: r.get(8)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn revoke_grants(&self, user: Option<&str>) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM grants WHERE ?1 IS NULL OR user = ?1",
+                params![user],
+            )
+        })
+    }
+
+    fn record_history(
+        &self,
+        user: &str,
+        kind: HistoryKind,
+        origin: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO history (user, kind, origin, at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![user, kind.code(), origin, at])?;
+            Ok(())
+        })
+    }
+
+    fn count_history(&self, user: &str, kind: HistoryKind, since: i64) -> Result<u32, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM history WHERE user = ?1 AND kind = ?2 AND at >= ?3",
+            )?
+            .query_row(params![user, kind.code(), since], |r| r.get(0))
+        })
+    }
+
+    fn last_history_from(
+        &self,
+        user: &str,
+        kind: HistoryKind,
+        origin: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT MAX(at) FROM history WHERE user = ?1 AND kind = ?2 AND origin = ?3",
+            )?
+            .query_row(params![user, kind.code(), origin], |r| r.get(0))
+        })
+    }
+
+    fn purge_history(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|c| c.execute("DELETE FROM history WHERE at < ?1", params![before]))
+    }
+
+    fn ssh_key_known(&self, user: &str, fingerprint: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT 1 FROM ssh_keys WHERE user = ?1 AND fingerprint = ?2")?
+                .query_row(params![user, fingerprint], |_| Ok(()))
+                .optional()
+                .map(|v| v.is_some())
+        })
+    }
+
+    fn remember_ssh_key(&self, user: &str, fingerprint: &str, at: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO ssh_keys (user, fingerprint, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (user, fingerprint) DO UPDATE SET last_seen = excluded.last_seen",
+            )?
+            .execute(params![user, fingerprint, at])?;
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +486,107 @@ mod tests {
         assert_eq!(s.purge_expired_grants(150).unwrap(), 0);
         assert_eq!(s.purge_expired_grants(200).unwrap(), 1);
         assert_eq!(s.find_grant(&scope(""), "r", 150).unwrap(), None);
+    }
+
+    #[test]
+    fn grants_are_listed_and_revoked_per_user_or_all() {
+        let (_d, s) = store();
+        for user in ["alice", "bob"] {
+            let mut sc = scope("");
+            sc.user = user.into();
+            s.add_grant(&Grant {
+                scope: sc,
+                rule: "r".into(),
+                created: 100,
+                expires: 200,
+            })
+            .unwrap();
+        }
+        assert_eq!(s.grants(None, 150).unwrap().len(), 2);
+        assert_eq!(s.grants(Some("alice"), 150).unwrap()[0].scope.user, "alice");
+        assert!(
+            s.grants(None, 200).unwrap().is_empty(),
+            "expired ones are not listed"
+        );
+        assert_eq!(s.revoke_grants(Some("alice")).unwrap(), 1);
+        assert_eq!(s.grants(None, 150).unwrap().len(), 1);
+        assert_eq!(s.revoke_grants(None).unwrap(), 1);
+        assert!(s.grants(None, 150).unwrap().is_empty());
+    }
+
+    #[test]
+    fn history_counts_by_user_kind_and_time_and_remembers_origins() {
+        let (_d, s) = store();
+        s.record_history("alice", HistoryKind::Failure, "-", 100)
+            .unwrap();
+        s.record_history("alice", HistoryKind::Failure, "-", 200)
+            .unwrap();
+        s.record_history("bob", HistoryKind::Failure, "-", 200)
+            .unwrap();
+        s.record_history("alice", HistoryKind::Success, "192.0.2.1", 150)
+            .unwrap();
+        s.record_history("alice", HistoryKind::Success, "192.0.2.1", 250)
+            .unwrap();
+        assert_eq!(
+            s.count_history("alice", HistoryKind::Failure, 0).unwrap(),
+            2
+        );
+        assert_eq!(
+            s.count_history("alice", HistoryKind::Failure, 150).unwrap(),
+            1
+        );
+        assert_eq!(
+            s.count_history("carol", HistoryKind::Failure, 0).unwrap(),
+            0
+        );
+        assert_eq!(
+            s.last_history_from("alice", HistoryKind::Success, "192.0.2.1")
+                .unwrap(),
+            Some(250)
+        );
+        assert_eq!(
+            s.last_history_from("alice", HistoryKind::Success, "192.0.2.9")
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.last_history_from("bob", HistoryKind::Success, "192.0.2.1")
+                .unwrap(),
+            None
+        );
+        assert_eq!(s.purge_history(200).unwrap(), 2);
+        assert_eq!(
+            s.count_history("alice", HistoryKind::Failure, 0).unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn ssh_keys_are_known_per_user_once_remembered() {
+        let (_d, s) = store();
+        assert!(!s.ssh_key_known("alice", "SHA256:abc").unwrap());
+        s.remember_ssh_key("alice", "SHA256:abc", 1).unwrap();
+        s.remember_ssh_key("alice", "SHA256:abc", 2).unwrap();
+        assert!(s.ssh_key_known("alice", "SHA256:abc").unwrap());
+        assert!(!s.ssh_key_known("bob", "SHA256:abc").unwrap());
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE factors (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL DEFAULT '', params TEXT NOT NULL, sealed_secret BLOB NOT NULL, last_counter INTEGER, created INTEGER NOT NULL, last_used INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_failure INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO factors (user, kind, params, sealed_secret, created) VALUES ('alice', 'totp', '{}', x'01', 5);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.factors(Some("alice")).unwrap().len(), 1);
+        s.remember_ssh_key("alice", "SHA256:x", 1).unwrap();
     }
 
     #[test]
