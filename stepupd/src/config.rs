@@ -25,6 +25,11 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/stepup/stepupd.toml";
 /// Name used for the embedded default in messages.
 pub const EMBEDDED_NAME: &str = "<embedded default>";
 
+/// "1 rule", "3 rules": the count every summary of a policy prints.
+pub fn count_rules(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "rule" } else { "rules" })
+}
+
 /// A config error with its position, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

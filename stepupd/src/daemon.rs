@@ -158,6 +158,14 @@ pub fn run(
         service.set_source(source.clone(), overrides.clone());
         service.add_transport(format!("p2p:{}", socket_path.display()));
         tokio::spawn(ipc::serve_socket(listener, service.clone()));
+        let housekeeping = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                housekeeping.purge_expired();
+            }
+        });
         let _bus = match bus_mode {
             BusMode::None => None,
             BusMode::System => match ipc::serve_system_bus(service.clone()).await {
@@ -184,8 +192,9 @@ pub fn run(
                 .field("socket", socket_path.display().to_string()),
         );
         eprintln!(
-            "stepupd: serving {} ({rules} rules from {origin})",
-            socket_path.display()
+            "stepupd: serving {} ({} from {origin})",
+            socket_path.display(),
+            crate::config::count_rules(rules)
         );
         while let Some(sig) = signals.recv().await {
             if sig != libc::SIGHUP {

@@ -245,10 +245,7 @@ impl Service {
                         .field("config", origin.clone())
                         .field("rules", rules.to_string()),
                 );
-                Ok(format!(
-                    "{origin}: {rules} {}",
-                    if rules == 1 { "rule" } else { "rules" }
-                ))
+                Ok(format!("{origin}: {}", crate::config::count_rules(rules)))
             }
             Err(e) => {
                 self.audit.emit(
@@ -888,7 +885,10 @@ impl Service {
         }
     }
 
-    fn purge_expired(&self) {
+    /// Drops expired challenges, enrolments and grants, and (every ten minutes)
+    /// history older than any signal looks back. Called on new challenges and by the
+    /// daemon once a minute.
+    pub fn purge_expired(&self) {
         let now = Instant::now();
         self.challenges
             .lock()
@@ -1474,14 +1474,9 @@ impl Service {
             ),
         );
         notes.push(format!(
-            "policy: {} ({} {})",
+            "policy: {} ({})",
             config.source,
-            config.rules.len(),
-            if config.rules.len() == 1 {
-                "rule"
-            } else {
-                "rules"
-            }
+            crate::config::count_rules(config.rules.len())
         ));
         notes.push(format!("judged at {at}"));
         let Assessment { decision, outcome } = self.assess(&config, &ctx, None, at)?;

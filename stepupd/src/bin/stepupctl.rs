@@ -222,11 +222,10 @@ fn ts(t: i64) -> String {
 fn check_policy(file: &std::path::Path) -> Result<(), String> {
     match stepupd::config::Config::load(Some(file)) {
         Ok(c) => {
-            let n = c.rules.len();
             println!(
-                "{}: OK ({n} {})",
+                "{}: OK ({})",
                 c.source,
-                if n == 1 { "rule" } else { "rules" }
+                stepupd::config::count_rules(c.rules.len())
             );
             Ok(())
         }
@@ -303,8 +302,11 @@ async fn run(args: Args) -> Result<(), String> {
                 );
             } else {
                 println!("stepupd {} up {}s", s.version, s.uptime_s);
-                let plural = if s.rules == 1 { "rule" } else { "rules" };
-                println!("config:     {} ({} {plural})", s.config_source, s.rules);
+                println!(
+                    "config:     {} ({})",
+                    s.config_source,
+                    stepupd::config::count_rules(s.rules as usize)
+                );
                 println!("transports: {}", s.transports);
                 println!("factors:    {}", s.factors);
                 println!("decisions:  {}", s.decisions);

@@ -71,8 +71,10 @@ fn main() -> ExitCode {
                 } else {
                     c.source.clone()
                 };
-                let n = c.rules.len();
-                println!("{from}: OK ({n} {})", if n == 1 { "rule" } else { "rules" });
+                println!(
+                    "{from}: OK ({})",
+                    stepupd::config::count_rules(c.rules.len())
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
