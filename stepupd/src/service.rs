@@ -806,24 +806,27 @@ impl Service {
     /// `record`, this decision is counted first.
     fn velocity_count(&self, config: &Config, user: &str, now: i64, record: bool) -> u32 {
         let window = config.signals.velocity_window.0.as_secs() as i64;
+        let in_window = |t: &i64| *t > now - window && *t <= now;
         let mut map = self.velocity.lock().unwrap_or_else(|p| p.into_inner());
+        if !record {
+            // A what-if (Explain, possibly at another time) only reads: it must not
+            // prune the window real decisions are counted in.
+            let n = map
+                .get(user)
+                .map_or(0, |times| times.iter().filter(|t| in_window(t)).count());
+            return u32::try_from(n).unwrap_or(u32::MAX);
+        }
         let times = map.entry(user.to_string()).or_default();
         while times.front().is_some_and(|t| *t <= now - window) {
             times.pop_front();
         }
-        if record {
-            times.push_back(now);
-            // Only "more than velocity_max" matters: never keep more than one over.
-            let cap = config.signals.velocity_max as usize + 1;
-            while times.len() > cap {
-                times.pop_front();
-            }
+        times.push_back(now);
+        // Only "more than velocity_max" matters: never keep more than one over.
+        let cap = config.signals.velocity_max as usize + 1;
+        while times.len() > cap {
+            times.pop_front();
         }
-        let n = u32::try_from(times.len()).unwrap_or(u32::MAX);
-        if times.is_empty() {
-            map.remove(user);
-        }
-        n
+        u32::try_from(times.len()).unwrap_or(u32::MAX)
     }
 
     /// What the store knows for the signals, read only when the policy uses them.
@@ -900,6 +903,12 @@ impl Service {
             .retain(|_, e| e.expires > now);
         let now_s = unix_now() as i64;
         let _ = self.store.purge_expired_grants(now_s);
+        // Users whose last decision left the velocity window take no memory.
+        let window = self.config().signals.velocity_window.0.as_secs() as i64;
+        self.velocity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, times| times.back().is_some_and(|t| *t > now_s - window));
         let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
         if last.elapsed() >= PURGE_EVERY {
             *last = Instant::now();
@@ -1793,6 +1802,33 @@ mod tests {
             svc.evaluate(me(), &remote).unwrap().outcome,
             outcome::CHALLENGE
         );
+    }
+
+    #[test]
+    fn velocity_counts_real_decisions_only_and_forgets_idle_users() {
+        let (_d, svc) = service(
+            "[signals]\nvelocity_max = 2\n[[rule]]\nid = \"v\"\naction = \"deny\"\nwhen = { velocity = true }\n",
+        );
+        let config = svc.config();
+        let now = unix_now() as i64;
+        assert_eq!(svc.velocity_count(&config, "nobody", now, true), 1);
+        assert_eq!(svc.velocity_count(&config, "nobody", now, true), 2);
+        // A what-if far in the future reads 0 and changes nothing.
+        assert_eq!(
+            svc.velocity_count(&config, "nobody", now + 86_400, false),
+            0
+        );
+        assert_eq!(svc.velocity_count(&config, "nobody", now, false), 2);
+        assert_eq!(svc.velocity_count(&config, "nobody", now, true), 3);
+        svc.velocity
+            .lock()
+            .unwrap()
+            .get_mut("nobody")
+            .unwrap()
+            .iter_mut()
+            .for_each(|t| *t -= 3600);
+        svc.purge_expired();
+        assert!(svc.velocity.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -513,6 +513,17 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Like stepupd --check-config: errors start with file:line:col, for editors and
+    // scripts that look for that shape.
+    if let Cmd::Policy(PolicyCmd::Check { file }) = &args.command {
+        return match check_policy(file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

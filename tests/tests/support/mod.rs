@@ -1378,3 +1378,83 @@ impl JsonParser<'_> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// libfaketime, and draining the audit socket under load
+// ---------------------------------------------------------------------------------
+
+/// libfaketime's preload library on this machine, for running `stepupd` with a clock
+/// set from outside (`LD_PRELOAD=<this> FAKETIME="@YYYY-MM-DD hh:mm:ss"`).
+///
+/// Prefers `libfaketimeMT.so.1`, the build the library's README names for
+/// multi-threaded programs (the daemon runs a tokio runtime), else
+/// `libfaketime.so.1`. Looks in what `dpkg -L libfaketime` lists, then in the usual
+/// directories (`/usr/lib/<multiarch>/faketime`, `/usr/lib/faketime`,
+/// `/usr/local/lib/faketime`), so no architecture is hard-coded. Fails with the
+/// package to install when there is none: a missing tool is never a silent skip.
+pub fn faketime_library() -> PathBuf {
+    const NAMES: [&str; 2] = ["libfaketimeMT.so.1", "libfaketime.so.1"];
+    let mut candidates: Vec<PathBuf> = Command::new("dpkg")
+        .args(["-L", "libfaketime"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| PathBuf::from(l.trim()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut dirs = vec![
+        PathBuf::from("/usr/lib/faketime"),
+        PathBuf::from("/usr/local/lib/faketime"),
+        PathBuf::from("/usr/lib64/faketime"),
+    ];
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(entries.flatten().map(|e| e.path().join("faketime")));
+    }
+    candidates.extend(
+        dirs.iter()
+            .flat_map(|d| NAMES.iter().map(move |n| d.join(n))),
+    );
+    NAMES
+        .iter()
+        .find_map(|name| {
+            candidates
+                .iter()
+                .find(|p| p.file_name().is_some_and(|f| f == *name) && p.is_file())
+                .cloned()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "libfaketime is not installed; these tests run stepupd under it to set its \
+                 clock from outside (Debian: apt-get install faketime; scripts/install-deps)"
+            )
+        })
+}
+
+impl Stepupd {
+    /// Moves every record waiting on the audit socket into the list that
+    /// [`Stepupd::audit_records`] returns, without copying that list, and returns how
+    /// many records were received since start.
+    ///
+    /// A Unix datagram socket queues only `net.unix.max_dgram_qlen` records (10 by
+    /// default) and the daemon drops what does not fit (audit never blocks a
+    /// decision), so a test that makes the daemon audit fast calls this often, e.g.
+    /// from a thread of its own.
+    pub fn drain_audit(&self) -> usize {
+        let mut seen = self.audit_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match self.audit.recv(&mut buf) {
+                Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("reading the audit socket: {e}"),
+            }
+        }
+        seen.len()
+    }
+}
