@@ -336,15 +336,33 @@ impl Signal {
         }
     }
 
-    /// A few words for users and explain.
+    /// A phrase for a reason sentence when the signal fired ("root command
+    /// outside business hours").
     pub fn describe(self) -> &'static str {
         match self {
-            Signal::NewOrigin => "a new origin",
+            Signal::NewOrigin => "from a new origin",
             Signal::OffHours => "outside business hours",
-            Signal::UnknownSshKey => "an unknown ssh key",
-            Signal::RecentFailures => "recent failed attempts",
-            Signal::Velocity => "unusually many requests",
+            Signal::UnknownSshKey => "with an unknown ssh key",
+            Signal::RecentFailures => "after recent failed attempts",
+            Signal::Velocity => "with unusually many requests",
         }
+    }
+
+    /// The phrase when a rule requires the signal not to have fired.
+    pub fn describe_absent(self) -> &'static str {
+        match self {
+            Signal::NewOrigin => "from a known origin",
+            Signal::OffHours => "during business hours",
+            Signal::UnknownSshKey => "with a known ssh key",
+            Signal::RecentFailures => "without recent failed attempts",
+            Signal::Velocity => "at a usual rate",
+        }
+    }
+
+    /// Whether the signal is computed from the store's history (as opposed to the
+    /// request and the clock alone).
+    pub fn needs_history(self) -> bool {
+        !matches!(self, Signal::OffHours)
     }
 }
 

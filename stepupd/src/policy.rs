@@ -139,6 +139,9 @@ pub fn signals(
     let now_s = now.as_second();
     Signal::ALL
         .into_iter()
+        // Without history (the policy uses no signal that needs it) those signals are
+        // unknown, not fired.
+        .filter(|signal| config.uses_history || !signal.needs_history())
         .filter(|signal| match signal {
             Signal::NewOrigin => {
                 ctx.rhost.is_some()
@@ -215,9 +218,9 @@ fn describe_condition(c: &Condition, f: &Facts<'_>) -> String {
                 .fired
                 .iter()
                 .filter(|(_, w)| *w > 0)
-                .map(|(s, _)| s.describe())
+                .map(|(s, _)| s.as_str())
                 .collect();
-            format!("risk {} ≥ {n} ({})", f.risk, names.join(", "))
+            format!("at risk {} ≥ {n} ({})", f.risk, names.join(", "))
         }
         Condition::Signal {
             signal,
@@ -226,7 +229,7 @@ fn describe_condition(c: &Condition, f: &Facts<'_>) -> String {
         Condition::Signal {
             signal,
             fired: false,
-        } => format!("no {}", signal.as_str().replace('_', " ")),
+        } => signal.describe_absent().to_string(),
     }
 }
 
@@ -280,7 +283,8 @@ fn reason_for(rule: &Rule, ctx: &Context, f: &Facts<'_>) -> String {
             format!("{subject} {} (rule {})", conds.join(", "), rule.id)
         }
         (None, Action::Deny) => format!("denied by rule {}", rule.id),
-        (None, _) => format!("required by rule {}", rule.id),
+        (None, Action::Allow) => format!("allowed by rule {}", rule.id),
+        (None, Action::StepUp) => format!("required by rule {}", rule.id),
     };
     let prefix = match rule.action {
         Action::StepUp => "Step-up required",
@@ -743,8 +747,7 @@ failures_max = 3
         );
         assert_eq!(d.verdict.action(), Action::StepUp);
         assert!(
-            d.reason
-                .contains("risk 60 ≥ 60 (a new origin, outside business hours)"),
+            d.reason.contains("at risk 60 ≥ 60 (new_origin, off_hours)"),
             "{}",
             d.reason
         );
@@ -813,6 +816,29 @@ failures_max = 3
         assert_eq!(d.signals, vec![(Signal::UnknownSshKey, 0)]);
         assert_eq!(d.risk, 0);
         assert_eq!(d.verdict.action(), Action::StepUp);
+    }
+
+    #[test]
+    fn signals_that_need_history_are_not_listed_when_the_policy_reads_none() {
+        // No weight and no rule testing a signal: the daemon reads no history, so an
+        // empty History means "unknown", not "new origin".
+        let c = config("[[rule]]\nid = \"r\"\naction = \"allow\"\nwhen = { remote = true }\n");
+        assert!(!c.uses_history);
+        let d = evaluate(&c, &ssh("192.0.2.1"), &History::default(), berlin("12:00"));
+        assert!(d.signals.is_empty(), "{:?}", d.signals);
+        assert_eq!(d.reason, "Allowed: sshd login remote (rule r)");
+    }
+
+    #[test]
+    fn generated_reasons_read_as_sentences() {
+        let c = with_rule("when = { new_origin = true, velocity = false }");
+        let mut h = known();
+        h.last_success_from_origin = None;
+        let d = evaluate(&c, &ssh("192.0.2.1"), &h, berlin("12:00"));
+        assert_eq!(
+            d.reason,
+            "Step-up required: sshd login from a new origin, at a usual rate (rule r)"
+        );
     }
 
     // ----- properties -----------------------------------------------------------------

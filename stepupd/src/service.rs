@@ -864,7 +864,10 @@ impl Service {
         Ok(policy::History {
             last_success_from_origin,
             ssh_key_known,
-            recent_decisions: self.velocity_count(config, &ctx.user, now, record),
+            // A what-if counts itself too, as the real request would.
+            recent_decisions: self
+                .velocity_count(config, &ctx.user, now, record)
+                .saturating_add(u32::from(!record)),
             recent_failures,
         })
     }
@@ -1418,7 +1421,23 @@ impl Service {
             req.user.clone()
         };
         let mut notes = Vec::new();
-        let command = if req.command.trim().is_empty() {
+        let command = if req.command.trim().is_empty() && req.service == "sudo-i" {
+            // `sudo -i` with no command runs the target's login shell (Debian's sudo-i
+            // service), so explain judges that, as a real `sudo -i` is judged.
+            let shell = context::account_by_name(&target)
+                .map(|a| a.shell)
+                .ok_or_else(|| {
+                    ServiceError::InvalidArgs(format!("unknown target user {target:?}"))
+                })?;
+            let (path, resolved) =
+                context::resolve_program(&shell, std::path::Path::new("/"), &[] as &[&str]);
+            notes.push(format!("sudo -i runs the login shell of {target}: {path}"));
+            Some(policy::Command {
+                path,
+                resolved,
+                args: Vec::new(),
+            })
+        } else if req.command.trim().is_empty() {
             None
         } else {
             let mut words = req.command.split_whitespace().map(str::to_string);

@@ -177,17 +177,20 @@ async fn connect(socket: &Option<PathBuf>) -> Result<zbus::Connection, String> {
     }
 }
 
+/// "AccessDenied: only root may ..." rather than the full D-Bus error name.
 fn describe(e: zbus::Error) -> String {
-    match e {
-        zbus::Error::MethodError(name, Some(msg), _) => {
-            let short = name
-                .as_str()
-                .rsplit('.')
-                .next()
-                .unwrap_or("Error")
-                .to_string();
-            format!("{short}: {msg}")
+    use zbus::DBusError;
+    fn short(name: &str, msg: Option<&str>) -> String {
+        let name = name.rsplit('.').next().unwrap_or("Error");
+        match msg {
+            Some(m) => format!("{name}: {m}"),
+            None => name.to_string(),
         }
+    }
+    match e {
+        zbus::Error::MethodError(name, msg, _) => short(name.as_str(), msg.as_deref()),
+        zbus::Error::FDO(fdo) => short(fdo.name().as_str(), fdo.description()),
+        zbus::Error::DBus(err) => short(err.name().as_str(), err.description()),
         other => other.to_string(),
     }
 }
