@@ -165,6 +165,22 @@ pub struct TotpEnrolment {
     pub otpauth_uri: String,
 }
 
+/// A Yubico OTP credential to enrol (`EnrollYubicoOtp`), as `ykman otp yubiotp`
+/// prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct YubicoOtpCredential {
+    /// Public id, modhex (12 characters on factory keys; may be empty).
+    pub public_id: String,
+    /// Private id, 12 hex characters.
+    pub private_id: String,
+    /// AES-128 key, 32 hex characters.
+    pub aes_key: String,
+    /// One fresh OTP from the key to check before saving; empty: no check.
+    pub otp: String,
+    /// Free-text label.
+    pub label: String,
+}
+
 /// Daemon status for `stepupctl status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct Status {
@@ -284,6 +300,9 @@ pub trait Stepupd {
         secret_base32: &str,
         params: &TotpParams,
     ) -> zbus::Result<i64>;
+
+    /// Enrol a YubiKey's Yubico OTP credential. uid 0 only. Returns the factor id.
+    fn enroll_yubico_otp(&self, user: &str, credential: &YubicoOtpCredential) -> zbus::Result<i64>;
 
     /// Factors of one user, or of all users when `user` is empty (uid 0 only).
     fn list_factors(&self, user: &str) -> zbus::Result<Vec<FactorInfo>>;

@@ -119,16 +119,19 @@ pub enum Mode {
 pub enum FactorKind {
     /// RFC 6238 time-based one-time password.
     Totp,
+    /// A YubiKey touch typing a Yubico OTP, validated offline with the key's AES key.
+    YubicoOtp,
 }
 
 impl FactorKind {
     /// Every kind this build implements, in the order tried.
-    pub const ALL: &'static [FactorKind] = &[FactorKind::Totp];
+    pub const ALL: &'static [FactorKind] = &[FactorKind::Totp, FactorKind::YubicoOtp];
 
     /// The name used in config, on the wire and in audit lines.
     pub fn as_str(self) -> &'static str {
         match self {
             FactorKind::Totp => "totp",
+            FactorKind::YubicoOtp => "yubico_otp",
         }
     }
 

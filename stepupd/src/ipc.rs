@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use stepup_proto::{
     Decision, EvaluateRequest, ExplainRequest, Explanation, FactorInfo, GrantInfo, OBJECT_PATH,
-    RespondResult, Status, TotpEnrolment, TotpParams,
+    RespondResult, Status, TotpEnrolment, TotpParams, YubicoOtpCredential,
 };
 use tokio::net::UnixListener;
 use zbus::message::Header;
@@ -142,6 +142,19 @@ impl StepupdInterface {
         let peer = self.peer(conn, &header).await?;
         self.service
             .enroll_totp(peer, &user, &secret, &params)
+            .map_err(to_fdo)
+    }
+
+    async fn enroll_yubico_otp(
+        &self,
+        user: String,
+        credential: YubicoOtpCredential,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<i64> {
+        let peer = self.peer(conn, &header).await?;
+        self.service
+            .enroll_yubico_otp(peer, &user, &credential)
             .map_err(to_fdo)
     }
 

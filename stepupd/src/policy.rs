@@ -443,7 +443,11 @@ action = "allow"
             panic!("expected step-up, got {d:?}")
         };
         assert_eq!(s.reauth, Reauth::For(Duration::from_secs(900)));
-        assert_eq!(s.factors, vec![FactorKind::Totp]);
+        assert_eq!(
+            s.factors,
+            FactorKind::ALL.to_vec(),
+            "no factors = every kind"
+        );
         assert_eq!(d.rule.as_deref(), Some("visudo"));
         assert!(d.reason.starts_with("Step-up required"), "{}", d.reason);
         assert!(d.reason.contains("/usr/sbin/visudo"), "{}", d.reason);

@@ -102,6 +102,17 @@ struct Assessment {
     outcome: Outcome,
 }
 
+/// The prompt for the factor kinds that may answer: one prompt serves TOTP codes and
+/// YubiKey touches (a touch types the OTP and Enter), told apart by shape.
+fn prompt_for(kinds: &[String]) -> &'static str {
+    let has = |k: FactorKind| kinds.iter().any(|n| n == k.as_str());
+    match (has(FactorKind::Totp), has(FactorKind::YubicoOtp)) {
+        (true, true) => "Enter a code or touch your YubiKey: ",
+        (false, true) => "Touch your YubiKey: ",
+        _ => "Enter the code from your authenticator app: ",
+    }
+}
+
 /// The origin of a transaction: the remote address (canonical, so an IPv4-mapped
 /// IPv6 address and its IPv4 form are one origin), or `local:<tty>`.
 fn origin_of(ctx: &Context) -> String {
@@ -110,6 +121,17 @@ fn origin_of(ctx: &Context) -> String {
             .map_or_else(|| h.clone(), |ip| ip.to_canonical().to_string()),
         None => format!("local:{}", ctx.tty.as_deref().unwrap_or("-")),
     }
+}
+
+/// A factor being enrolled, its secret still in the clear (sealed by `save_factor`).
+struct NewSecretFactor<'a> {
+    user: &'a str,
+    kind: FactorKind,
+    params_json: String,
+    label: &'a str,
+    secret: &'a [u8],
+    /// A counter already used (the confirmation code or OTP), so it cannot be replayed.
+    initial_counter: Option<i64>,
 }
 
 struct PendingEnrolment {
@@ -666,7 +688,7 @@ impl Service {
         Ok(WireDecision {
             outcome: outcome::CHALLENGE.into(),
             reason: decision.reason,
-            prompt: "Enter the code from your authenticator app: ".into(),
+            prompt: prompt_for(&kind_names).into(),
             challenge_id,
             factors: kind_names,
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
@@ -1093,10 +1115,15 @@ impl Service {
                 now as i64,
             )
             .map_err(self.fail("failure history"))?;
-        let detail = if replayed {
-            "code already used"
+        let foreign = if replayed {
+            None
         } else {
-            "wrong answer"
+            self.foreign_otp_owner(&pending.user, &answer)
+        };
+        let detail = match (&foreign, replayed) {
+            (_, true) => "code already used".to_string(),
+            (Some(owner), false) => format!("OTP from a YubiKey enrolled for {owner}"),
+            (None, false) => "wrong answer".to_string(),
         };
         let tries_left = pending.tries_left.saturating_sub(1);
         self.audit.emit(
@@ -1170,29 +1197,22 @@ impl Service {
         Ok((params, p.label.clone()))
     }
 
-    fn save_totp(
-        &self,
-        user: &str,
-        params: &totp::TotpParams,
-        label: &str,
-        secret: &[u8],
-        initial_counter: Option<i64>,
-        how: &str,
-    ) -> Result<i64, ServiceError> {
+    /// Seals the secret with the host key, stores the new factor, and audits it.
+    fn save_factor(&self, new: NewSecretFactor<'_>, how: &str) -> Result<i64, ServiceError> {
         let sealed = self
             .key
-            .seal(secret, &aad(user, FactorKind::Totp))
+            .seal(new.secret, &aad(new.user, new.kind))
             .map_err(self.fail("seal"))?;
         let id = self
             .store
             .add_factor(
                 &NewFactor {
-                    user: user.to_string(),
-                    kind: FactorKind::Totp,
-                    label: label.to_string(),
-                    params: params.to_json(),
+                    user: new.user.to_string(),
+                    kind: new.kind,
+                    label: new.label.to_string(),
+                    params: new.params_json,
                     sealed_secret: sealed,
-                    initial_counter,
+                    initial_counter: new.initial_counter,
                 },
                 unix_now() as i64,
             )
@@ -1200,8 +1220,8 @@ impl Service {
         self.audit.emit(
             Severity::Notice,
             &Event::new("enrol")
-                .field("user", user.to_string())
-                .field("factor", "totp")
+                .field("user", new.user.to_string())
+                .field("factor", new.kind.as_str())
                 .field("factor_id", id.to_string())
                 .field("how", how.to_string()),
         );
@@ -1274,12 +1294,15 @@ impl Service {
             )
             .map_err(|e| ServiceError::Failed(e.to_string()))?;
         match verdict {
-            Verification::Accepted { counter } => self.save_totp(
-                &pending.user,
-                &pending.params,
-                &pending.label,
-                &pending.secret,
-                Some(counter),
+            Verification::Accepted { counter } => self.save_factor(
+                NewSecretFactor {
+                    user: &pending.user,
+                    kind: FactorKind::Totp,
+                    params_json: pending.params.to_json(),
+                    label: &pending.label,
+                    secret: &pending.secret,
+                    initial_counter: Some(counter),
+                },
                 "confirmed",
             ),
             Verification::Rejected => {
@@ -1318,7 +1341,108 @@ impl Service {
                 totp::MIN_SECRET_LEN * 8
             )));
         }
-        self.save_totp(user, &params, &label, &secret, None, "provisioned")
+        self.save_factor(
+            NewSecretFactor {
+                user,
+                kind: FactorKind::Totp,
+                params_json: params.to_json(),
+                label: &label,
+                secret: &secret,
+                initial_counter: None,
+            },
+            "provisioned",
+        )
+    }
+
+    /// `EnrollYubicoOtp`: root only. With an OTP, it must verify before anything is
+    /// saved, and its counter is stored as used, so that OTP cannot be replayed.
+    pub fn enroll_yubico_otp(
+        &self,
+        peer: Peer,
+        user: &str,
+        c: &stepup_proto::YubicoOtpCredential,
+    ) -> Result<i64, ServiceError> {
+        use crate::factors::Factor;
+        use crate::factors::yubico_otp::{self, YubicoOtpFactor, YubicoOtpParams};
+        self.require_root(peer, "EnrollYubicoOtp")?;
+        Service::check_user(user)?;
+        for (name, value) in [
+            ("public_id", c.public_id.as_str()),
+            ("private_id", &c.private_id),
+            ("otp", &c.otp),
+            ("label", &c.label),
+        ] {
+            check_field(name, value)?;
+        }
+        let params =
+            YubicoOtpParams::new(&c.public_id, &c.private_id).map_err(ServiceError::InvalidArgs)?;
+        let key = yubico_otp::parse_aes_key(&c.aes_key).map_err(ServiceError::InvalidArgs)?;
+        // A touch must select one factor: a public id belongs to one enrolment.
+        if !params.public_id.is_empty() {
+            let taken = self
+                .store
+                .factors(None)
+                .map_err(self.fail("factor lookup"))?
+                .into_iter()
+                .find(|f| {
+                    f.kind == FactorKind::YubicoOtp
+                        && YubicoOtpParams::from_json(&f.params)
+                            .is_ok_and(|p| p.public_id == params.public_id)
+                });
+            if let Some(f) = taken {
+                return Err(ServiceError::InvalidArgs(format!(
+                    "public id {} is already enrolled (factor {} of {}); remove it first with: stepupctl factors remove {}",
+                    params.public_id, f.id, f.user, f.id
+                )));
+            }
+        }
+        let initial_counter = if c.otp.trim().is_empty() {
+            None
+        } else {
+            match YubicoOtpFactor.verify(&key, &params.to_json(), c.otp.trim(), unix_now()) {
+                Ok(Verification::Accepted { counter }) => Some(counter),
+                _ => {
+                    return Err(ServiceError::InvalidArgs(
+                        "the OTP does not verify with this AES key, private id and public id; nothing was enrolled".into(),
+                    ));
+                }
+            }
+        };
+        self.save_factor(
+            NewSecretFactor {
+                user,
+                kind: FactorKind::YubicoOtp,
+                params_json: params.to_json(),
+                label: &c.label,
+                secret: &key,
+                initial_counter,
+            },
+            if initial_counter.is_some() {
+                "checked"
+            } else {
+                "provisioned"
+            },
+        )
+    }
+
+    /// The owner of the Yubico OTP factor whose public id starts `answer`, if that is
+    /// not `user`: an OTP typed by someone else's key.
+    fn foreign_otp_owner(&self, user: &str, answer: &str) -> Option<String> {
+        use crate::factors::yubico_otp::{self, YubicoOtpParams};
+        if !yubico_otp::looks_like_otp(answer) {
+            return None;
+        }
+        let (public_id, _) = yubico_otp::split_otp(answer).ok()?;
+        self.store
+            .factors(None)
+            .ok()?
+            .into_iter()
+            .find(|f| {
+                f.kind == FactorKind::YubicoOtp
+                    && f.user != user
+                    && YubicoOtpParams::from_json(&f.params).is_ok_and(|p| p.public_id == public_id)
+            })
+            .map(|f| f.user)
     }
 
     /// `ListFactors`: root sees anyone's; a user sees their own.
@@ -1848,6 +1972,147 @@ mod tests {
             .for_each(|t| *t -= 3600);
         svc.purge_expired();
         assert!(svc.velocity.lock().unwrap().is_empty());
+    }
+
+    const AES: &str = "00112233445566778899aabbccddeeff";
+    const PRIVATE_ID: &str = "a1b2c3d4e5f6";
+    const PUBLIC_ID: &str = "cccccbcdefgh";
+
+    fn otp(usage: u16, session: u8) -> String {
+        use crate::factors::yubico_otp::{Token, encrypt_token, parse_aes_key};
+        let key = parse_aes_key(AES).unwrap();
+        let mut private_id = [0u8; 6];
+        for (i, b) in private_id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&PRIVATE_ID[i * 2..i * 2 + 2], 16).unwrap();
+        }
+        let token = Token {
+            private_id,
+            usage_counter: usage,
+            timestamp: 0x1234,
+            session_counter: session,
+            random: 0x5678,
+        };
+        format!("{PUBLIC_ID}{}", encrypt_token(&key, &token).unwrap())
+    }
+
+    fn yubikey(user: &str, public_id: &str, check: &str) -> stepup_proto::YubicoOtpCredential {
+        let _ = user;
+        stepup_proto::YubicoOtpCredential {
+            public_id: public_id.into(),
+            private_id: PRIVATE_ID.into(),
+            aes_key: AES.into(),
+            otp: check.into(),
+            label: "key".into(),
+        }
+    }
+
+    #[test]
+    fn a_yubico_otp_is_accepted_once_and_its_replay_and_older_ones_are_not() {
+        let (_d, svc) = service(STEP_UP.replace("reauth = \"10m\"\n", "").as_str());
+        svc.enroll_yubico_otp(me(), "nobody", &yubikey("nobody", PUBLIC_ID, &otp(5, 1)))
+            .unwrap();
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        assert_eq!(d.prompt, "Touch your YubiKey: ");
+        // The OTP checked at enrolment is already used.
+        let r = svc.respond(me(), &d.challenge_id, &otp(5, 1)).unwrap();
+        assert!(r.message.contains("already used"), "{}", r.message);
+        let r = svc.respond(me(), &d.challenge_id, &otp(5, 2)).unwrap();
+        assert_eq!(r.result, result::SUCCESS, "{}", r.message);
+        let mut other_tty = request("stepup-test");
+        other_tty.tty = "/dev/pts/3".into();
+        let d = svc.evaluate(me(), &other_tty).unwrap();
+        let r = svc.respond(me(), &d.challenge_id, &otp(5, 2)).unwrap();
+        assert!(r.message.contains("already used"), "replay: {}", r.message);
+        let r = svc.respond(me(), &d.challenge_id, &otp(4, 9)).unwrap();
+        assert_eq!(
+            r.result,
+            result::MAX_TRIES,
+            "an older OTP counts as used: {}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn yubico_enrolment_refuses_a_bad_otp_a_bad_key_and_a_taken_public_id() {
+        let (_d, svc) = service(STEP_UP);
+        let mut bad = yubikey("nobody", PUBLIC_ID, &otp(1, 1));
+        bad.private_id = "000000000000".into();
+        assert!(matches!(
+            svc.enroll_yubico_otp(me(), "nobody", &bad),
+            Err(ServiceError::InvalidArgs(m)) if m.contains("does not verify")
+        ));
+        let mut short = yubikey("nobody", PUBLIC_ID, "");
+        short.aes_key = "0011".into();
+        assert!(matches!(
+            svc.enroll_yubico_otp(me(), "nobody", &short),
+            Err(ServiceError::InvalidArgs(_))
+        ));
+        assert!(
+            svc.list_factors(me(), "nobody").unwrap().is_empty(),
+            "nothing was enrolled"
+        );
+        svc.enroll_yubico_otp(me(), "nobody", &yubikey("nobody", PUBLIC_ID, ""))
+            .unwrap();
+        assert!(matches!(
+            svc.enroll_yubico_otp(me(), "root", &yubikey("root", PUBLIC_ID, "")),
+            Err(ServiceError::InvalidArgs(m)) if m.contains("already enrolled")
+        ));
+        let user = Peer { uid: 65534, pid: 1 };
+        assert!(matches!(
+            svc.enroll_yubico_otp(user, "nobody", &yubikey("nobody", "cccccccccccb", "")),
+            Err(ServiceError::AccessDenied(_))
+        ));
+    }
+
+    #[test]
+    fn totp_and_yubico_share_one_prompt() {
+        let (_d, svc) = service(STEP_UP);
+        enrol(&svc);
+        svc.enroll_yubico_otp(me(), "nobody", &yubikey("nobody", PUBLIC_ID, ""))
+            .unwrap();
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        assert_eq!(d.prompt, "Enter a code or touch your YubiKey: ");
+        assert_eq!(
+            d.factors,
+            vec!["totp".to_string(), "yubico_otp".to_string()]
+        );
+        assert_eq!(
+            svc.respond(me(), &d.challenge_id, &otp(7, 0))
+                .unwrap()
+                .result,
+            result::SUCCESS
+        );
+    }
+
+    #[test]
+    fn an_otp_from_another_users_key_fails_and_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let rx = std::os::unix::net::UnixDatagram::bind(&log).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let svc = Service::new(
+            Config::parse(STEP_UP, "t.toml").unwrap(),
+            Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap()),
+            HostKey::from_bytes([3; 32]),
+            AuditLog::new(&log, false),
+        );
+        enrol(&svc);
+        svc.enroll_yubico_otp(me(), "root", &yubikey("root", PUBLIC_ID, ""))
+            .unwrap();
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        let r = svc.respond(me(), &d.challenge_id, &otp(3, 3)).unwrap();
+        assert_eq!(r.result, result::RETRY);
+        let mut buf = [0u8; 2048];
+        let mut lines = Vec::new();
+        while let Ok(n) = rx.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(r#"detail="OTP from a YubiKey enrolled for root""#)),
+            "{lines:?}"
+        );
     }
 
     #[test]

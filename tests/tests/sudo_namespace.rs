@@ -422,3 +422,73 @@ fn tricks_to_slip_past_command_rules_still_step_up() {
         );
     }
 }
+
+#[test]
+fn real_sudo_accepts_a_yubico_otp_from_ykgenerate_and_refuses_its_replay() {
+    if !ready("real_sudo_accepts_a_yubico_otp_from_ykgenerate_and_refuses_its_replay") {
+        return;
+    }
+    // The key's credential as `ykman otp yubiotp` would program it; OTPs come from
+    // libyubikey's ykgenerate (an independent implementation), public id via modhex.
+    const AES: &str = "00112233445566778899aabbccddeeff";
+    const PRIVATE_ID: &str = "a1b2c3d4e5f6";
+    let user_script = format!(
+        r#"printf '%s\n' "$STEPUP_PASSWORD" | sudo -S true
+pub=$(modhex -h 0102030405ff)
+otp1="$pub$(ykgenerate {AES} {PRIVATE_ID} 0005 1234 00 01)"
+otp2="$pub$(ykgenerate {AES} {PRIVATE_ID} 0005 2345 00 02)"
+echo "=== first"
+printf '%s\n' "$otp1" | sudo -S visudo -c
+echo "first_exit=$?"
+echo "=== replay"
+printf '%s\n' "$otp1" | sudo -S visudo -c
+echo "replay_exit=$?"
+echo "=== next"
+printf '%s\n' "$otp2" | sudo -S visudo -c
+echo "next_exit=$?"
+echo "=== end""#
+    );
+    let script = format!(
+        r#"$STEPUP_BIN/stepupctl --socket "$STEPUP_SOCKET" enroll yubico-otp --user "$STEPUP_USER" \
+  --public-id "$(modhex -h 0102030405ff)" --private-id {PRIVATE_ID} --aes-key {AES} --label yubikey
+f="$STEPUP_TMP/user.sh"
+cat >"$f" <<'USER_SCRIPT'
+{user_script}
+USER_SCRIPT
+chmod 644 "$f"
+su "$STEPUP_USER" -c "STEPUP_PASSWORD='$STEPUP_PASSWORD' bash $f" 2>&1
+echo "=== audit"
+cat "$STEPUP_AUDIT_LOG"
+"#
+    );
+    let r = sandbox(&[], &script);
+    let first = section(&r.out, "=== first", "=== replay");
+    assert!(
+        first.contains("Enter a code or touch your YubiKey:"),
+        "{}",
+        r.out
+    );
+    assert!(
+        first.contains("parsed OK") && first.contains("first_exit=0"),
+        "{}",
+        r.out
+    );
+    let replay = section(&r.out, "=== replay", "=== next");
+    assert!(replay.contains("That code was already used"), "{}", r.out);
+    assert!(
+        replay.contains("replay_exit=1") && !replay.contains("parsed OK"),
+        "{}",
+        r.out
+    );
+    let next = section(&r.out, "=== next", "=== end");
+    assert!(
+        next.contains("parsed OK") && next.contains("next_exit=0"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("factor=yubico_otp"), "audited:\n{}", r.out);
+    assert!(
+        !r.out.contains(AES),
+        "the AES key never reaches the audit trail"
+    );
+}

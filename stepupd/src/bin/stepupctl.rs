@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stepup_proto::{ExplainRequest, StepupdProxy, TotpParams};
+use stepup_proto::{ExplainRequest, StepupdProxy, TotpParams, YubicoOtpCredential};
 
 /// Administer stepupd: enrol factors, list and remove them, show status.
 ///
@@ -115,6 +115,9 @@ enum GrantsCmd {
 
 #[derive(Debug, Subcommand)]
 enum EnrollCmd {
+    /// Enrol a YubiKey's Yubico OTP slot (works over ssh too: the key types the OTP).
+    #[command(name = "yubico-otp")]
+    YubicoOtp(YubicoOtpArgs),
     /// Enrol a TOTP authenticator (RFC 6238). Without --secret, the daemon makes a
     /// secret, this command shows it as a QR code and asks for one code to confirm.
     Totp {
@@ -140,6 +143,36 @@ enum EnrollCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `enroll yubico-otp`: the values `ykman otp yubiotp` prints, or its CSV log line.
+#[derive(Debug, clap::Args)]
+struct YubicoOtpArgs {
+    /// The user to enrol.
+    #[arg(long)]
+    user: String,
+    /// AES-128 key, 32 hex characters.
+    #[arg(long, value_name = "HEX", required_unless_present = "csv")]
+    aes_key: Option<String>,
+    /// Private id, 12 hex characters.
+    #[arg(long, value_name = "HEX", required_unless_present = "csv")]
+    private_id: Option<String>,
+    /// Public id, modhex (the first 12 characters the key types); empty for none.
+    #[arg(long, value_name = "MODHEX")]
+    public_id: Option<String>,
+    /// A line of the CSV log ykman writes when programming a key, instead of the three
+    /// values above.
+    #[arg(long, value_name = "LINE", conflicts_with_all = ["aes_key", "private_id", "public_id"])]
+    csv: Option<String>,
+    /// One fresh OTP (touch the key) to check before saving.
+    #[arg(long)]
+    otp: Option<String>,
+    /// A label to tell factors apart in `factors list`.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -431,6 +464,40 @@ async fn run(args: Args) -> Result<(), String> {
         Cmd::Factors(FactorsCmd::Remove { id }) => {
             proxy.remove_factor(id).await.map_err(describe)?;
             println!("removed factor {id}");
+        }
+        Cmd::Enroll(EnrollCmd::YubicoOtp(a)) => {
+            let (public_id, private_id, aes_key) = match &a.csv {
+                Some(line) => {
+                    let (public, private, key) =
+                        stepupd::factors::yubico_otp::parse_ykman_csv(line)?;
+                    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                    (public, private, zeroize::Zeroizing::new(hex))
+                }
+                None => (
+                    a.public_id.clone().unwrap_or_default(),
+                    a.private_id.clone().unwrap_or_default(),
+                    zeroize::Zeroizing::new(a.aes_key.clone().unwrap_or_default()),
+                ),
+            };
+            let credential = YubicoOtpCredential {
+                public_id,
+                private_id,
+                aes_key: aes_key.to_string(),
+                otp: a.otp.clone().unwrap_or_default(),
+                label: a.label.clone(),
+            };
+            let id = proxy
+                .enroll_yubico_otp(&a.user, &credential)
+                .await
+                .map_err(describe)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id, "user": a.user, "kind": "yubico_otp", "public_id": credential.public_id })
+                );
+            } else {
+                println!("enrolled Yubico OTP factor {id} for {}", a.user);
+            }
         }
         Cmd::Enroll(EnrollCmd::Totp {
             user,

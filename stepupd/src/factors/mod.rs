@@ -7,6 +7,7 @@
 //! code is accepted once) is the store's job.
 
 pub mod totp;
+pub mod yubico_otp;
 
 use crate::config::FactorKind;
 
@@ -57,5 +58,6 @@ pub trait Factor: Send + Sync {
 pub fn for_kind(kind: FactorKind) -> &'static dyn Factor {
     match kind {
         FactorKind::Totp => &totp::TotpFactor,
+        FactorKind::YubicoOtp => &yubico_otp::YubicoOtpFactor,
     }
 }
