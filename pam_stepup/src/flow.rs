@@ -355,12 +355,32 @@ fn challenge(
     run.tell(Style::Info, &decision.reason);
     let deadline = Duration::from_millis(u64::from(decision.timeout_ms))
         .clamp(run.args.timeout, MAX_RESPOND_DEADLINE);
-    let prompt = if decision.prompt.is_empty() {
-        "Step-up code: "
-    } else {
-        decision.prompt.as_str()
-    };
+    // An empty prompt means nothing is to be typed (a touch on a key plugged into this
+    // host): answer with an empty line at once, and the daemon waits for the touch.
+    let prompt = decision.prompt.as_str();
     for _ in 0..MAX_ROUNDS {
+        if prompt.is_empty() {
+            let reply = match daemon.respond(&decision.challenge_id, "", deadline) {
+                Ok(r) => r,
+                Err(e) => return run.failmode(&e.to_string()),
+            };
+            match reply.result.as_str() {
+                result::SUCCESS => return Code::Success,
+                result::RETRY => {
+                    run.tell(Style::Error, &reply.message);
+                    continue;
+                }
+                result::MAX_TRIES => {
+                    run.tell(Style::Error, &reply.message);
+                    return Code::MaxTries;
+                }
+                result::FAILURE => {
+                    run.tell(Style::Error, &reply.message);
+                    return run.phase.deny();
+                }
+                other => return run.failmode(&format!("unexpected result {other:?}")),
+            }
+        }
         let answer = match run.pam.converse(Style::PromptEchoOff, prompt) {
             Ok(Some(a)) => a,
             Ok(None) => Zeroizing::new(String::new()),
@@ -774,6 +794,34 @@ mod tests {
             Code::Success
         );
         assert_eq!(pam.shown[0], (Style::Info, "Step-up required: test".into()));
+    }
+
+    #[test]
+    fn an_empty_prompt_means_a_touch_and_no_typed_answer() {
+        let mut pam = FakePam::sudo();
+        let d = FakeDaemon {
+            decision: Some(Ok(Decision {
+                prompt: String::new(),
+                ..decision("challenge")
+            })),
+            replies: VecDeque::from([reply("retry", "No touch: timeout."), reply("success", "")]),
+            ..Default::default()
+        };
+        let answers = d.answers.clone();
+        assert_eq!(
+            go(&mut pam, d, &ModuleArgs::default(), Phase::Account),
+            Code::Success
+        );
+        assert!(
+            pam.shown.iter().all(|(s, _)| *s != Style::PromptEchoOff),
+            "{:?}",
+            pam.shown
+        );
+        assert!(
+            pam.shown
+                .contains(&(Style::Error, "No touch: timeout.".into()))
+        );
+        assert_eq!(*answers.borrow(), vec![String::new(), String::new()]);
     }
 
     #[test]

@@ -304,6 +304,10 @@ pub trait Stepupd {
     /// Enrol a YubiKey's Yubico OTP credential. uid 0 only. Returns the factor id.
     fn enroll_yubico_otp(&self, user: &str, credential: &YubicoOtpCredential) -> zbus::Result<i64>;
 
+    /// Enrol the PIV slot of a YubiKey plugged into the daemon's host (serial 0: the
+    /// only key present; slot empty: 9e). uid 0 only. Returns the factor id.
+    fn enroll_piv(&self, user: &str, serial: u32, slot: &str, label: &str) -> zbus::Result<i64>;
+
     /// Factors of one user, or of all users when `user` is empty (uid 0 only).
     fn list_factors(&self, user: &str) -> zbus::Result<Vec<FactorInfo>>;
 

@@ -121,17 +121,21 @@ pub enum FactorKind {
     Totp,
     /// A YubiKey touch typing a Yubico OTP, validated offline with the key's AES key.
     YubicoOtp,
+    /// A YubiKey plugged into this host signing a fresh challenge from a PIV slot.
+    Piv,
 }
 
 impl FactorKind {
     /// Every kind this build implements, in the order tried.
-    pub const ALL: &'static [FactorKind] = &[FactorKind::Totp, FactorKind::YubicoOtp];
+    pub const ALL: &'static [FactorKind] =
+        &[FactorKind::Totp, FactorKind::YubicoOtp, FactorKind::Piv];
 
     /// The name used in config, on the wire and in audit lines.
     pub fn as_str(self) -> &'static str {
         match self {
             FactorKind::Totp => "totp",
             FactorKind::YubicoOtp => "yubico_otp",
+            FactorKind::Piv => "piv",
         }
     }
 

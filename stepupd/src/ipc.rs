@@ -99,8 +99,11 @@ impl StepupdInterface {
     ) -> fdo::Result<RespondResult> {
         let answer = zeroize::Zeroizing::new(answer);
         let peer = self.peer(conn, &header).await?;
-        self.service
-            .respond(peer, &challenge_id, &answer)
+        // A PIV answer waits for a touch: keep it off the async workers.
+        let service = self.service.clone();
+        tokio::task::spawn_blocking(move || service.respond(peer, &challenge_id, &answer))
+            .await
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?
             .map_err(to_fdo)
     }
 
@@ -155,6 +158,23 @@ impl StepupdInterface {
         let peer = self.peer(conn, &header).await?;
         self.service
             .enroll_yubico_otp(peer, &user, &credential)
+            .map_err(to_fdo)
+    }
+
+    async fn enroll_piv(
+        &self,
+        user: String,
+        serial: u32,
+        slot: String,
+        label: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<i64> {
+        let peer = self.peer(conn, &header).await?;
+        let service = self.service.clone();
+        tokio::task::spawn_blocking(move || service.enroll_piv(peer, &user, serial, &slot, &label))
+            .await
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?
             .map_err(to_fdo)
     }
 

@@ -104,11 +104,20 @@ struct Assessment {
 
 /// The prompt for the factor kinds that may answer: one prompt serves TOTP codes and
 /// YubiKey touches (a touch types the OTP and Enter), told apart by shape.
+///
+/// PIV alone needs no typed answer: the prompt is empty, which tells the module to
+/// answer with an empty line itself while the user touches the key.
 fn prompt_for(kinds: &[String]) -> &'static str {
     let has = |k: FactorKind| kinds.iter().any(|n| n == k.as_str());
-    match (has(FactorKind::Totp), has(FactorKind::YubicoOtp)) {
-        (true, true) => "Enter a code or touch your YubiKey: ",
-        (false, true) => "Touch your YubiKey: ",
+    match (
+        has(FactorKind::Totp),
+        has(FactorKind::YubicoOtp),
+        has(FactorKind::Piv),
+    ) {
+        (false, false, true) => "",
+        (_, _, true) => "Enter a code, or press Enter and touch your YubiKey: ",
+        (true, true, false) => "Enter a code or touch your YubiKey: ",
+        (false, true, false) => "Touch your YubiKey: ",
         _ => "Enter the code from your authenticator app: ",
     }
 }
@@ -685,10 +694,16 @@ impl Service {
                 .field("factors", kind_names.join(","))
                 .field("reason", decision.reason.clone()),
         );
+        let prompt = prompt_for(&kind_names);
+        let reason = if prompt.is_empty() {
+            format!("{}\nTouch your YubiKey now.", decision.reason)
+        } else {
+            decision.reason
+        };
         Ok(WireDecision {
             outcome: outcome::CHALLENGE.into(),
-            reason: decision.reason,
-            prompt: prompt_for(&kind_names).into(),
+            reason,
+            prompt: prompt.into(),
             challenge_id,
             factors: kind_names,
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
@@ -774,7 +789,14 @@ impl Service {
             .into_iter()
             .map(|f| f.kind)
             .filter(|k| step_up.factors.contains(k))
-            .collect();
+            // A PIV key plugged into this host proves nothing about a remote user.
+            .filter(|k| !(*k == FactorKind::Piv && ctx.rhost.is_some()))
+            .fold(Vec::new(), |mut v, k| {
+                if !v.contains(&k) {
+                    v.push(k);
+                }
+                v
+            });
         if !kinds.is_empty() {
             return Ok(Assessment {
                 decision,
@@ -1020,6 +1042,7 @@ impl Service {
             .map_err(self.fail("factor lookup"))?;
         let mut accepted: Option<(i64, FactorKind)> = None;
         let mut replayed = false;
+        let mut device_error: Option<String> = None;
         let mut tried = Vec::new();
         let well_formed = answer.len() <= MAX_ANSWER_LEN && !answer.chars().any(|c| c.is_control());
         for rec in records.iter().filter(|r| pending.kinds.contains(&r.kind)) {
@@ -1053,12 +1076,17 @@ impl Service {
                     replayed = true;
                 }
                 Ok(Verification::Rejected) => {}
-                Err(e) => self.audit.emit(
-                    Severity::Warning,
-                    &verify_event("error")
-                        .field("factor_id", rec.id.to_string())
-                        .field("error", e.to_string()),
-                ),
+                Err(e) => {
+                    if let crate::factors::FactorError::Device(m) = &e {
+                        device_error = Some(m.clone());
+                    }
+                    self.audit.emit(
+                        Severity::Warning,
+                        &verify_event("error")
+                            .field("factor_id", rec.id.to_string())
+                            .field("error", e.to_string()),
+                    );
+                }
             }
         }
         if let Some((factor_id, kind)) = accepted {
@@ -1132,10 +1160,10 @@ impl Service {
                 .field("detail", detail)
                 .field("tries_left", tries_left.to_string()),
         );
-        let what = if replayed {
-            "That code was already used; wait for the next one."
-        } else {
-            "Wrong code."
+        let what = match (&device_error, replayed) {
+            (_, true) => "That code was already used; wait for the next one.".to_string(),
+            (Some(e), false) if answer.trim().is_empty() => format!("No touch: {e}."),
+            _ => "Wrong code.".to_string(),
         };
         if tries_left == 0 {
             return Ok(RespondResult {
@@ -1443,6 +1471,38 @@ impl Service {
                     && YubicoOtpParams::from_json(&f.params).is_ok_and(|p| p.public_id == public_id)
             })
             .map(|f| f.user)
+    }
+
+    /// `EnrollPiv`: root only. Reads the slot's public key and policies from the key
+    /// plugged into this host (by serial, or the only one), refusing slots that need
+    /// no touch or need a PIN.
+    pub fn enroll_piv(
+        &self,
+        peer: Peer,
+        user: &str,
+        serial: u32,
+        slot: &str,
+        label: &str,
+    ) -> Result<i64, ServiceError> {
+        self.require_root(peer, "EnrollPiv")?;
+        Service::check_user(user)?;
+        check_field("slot", slot)?;
+        check_field("label", label)?;
+        let slot = if slot.is_empty() { "9e" } else { slot };
+        let params = crate::factors::piv::enrol(Some(serial).filter(|s| *s != 0), slot)
+            .map_err(ServiceError::InvalidArgs)?;
+        self.save_factor(
+            NewSecretFactor {
+                user,
+                kind: FactorKind::Piv,
+                params_json: params.to_json(),
+                label,
+                // Only the public key is kept (in the parameters); nothing is secret.
+                secret: &[],
+                initial_counter: None,
+            },
+            &format!("piv serial={} slot={}", params.serial, params.slot),
+        )
     }
 
     /// `ListFactors`: root sees anyone's; a user sees their own.

@@ -118,6 +118,22 @@ enum EnrollCmd {
     /// Enrol a YubiKey's Yubico OTP slot (works over ssh too: the key types the OTP).
     #[command(name = "yubico-otp")]
     YubicoOtp(YubicoOtpArgs),
+    /// Enrol the PIV slot of a YubiKey plugged into this host (touch to sign; local
+    /// logins only). The slot must need a touch and no PIN.
+    Piv {
+        /// The user to enrol.
+        #[arg(long)]
+        user: String,
+        /// The key's serial number (`ykman list --serials`); default: the only key.
+        #[arg(long)]
+        serial: Option<u32>,
+        /// PIV slot.
+        #[arg(long, default_value = "9e")]
+        slot: String,
+        /// A label to tell factors apart in `factors list`.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
     /// Enrol a TOTP authenticator (RFC 6238). Without --secret, the daemon makes a
     /// secret, this command shows it as a QR code and asks for one code to confirm.
     Totp {
@@ -464,6 +480,18 @@ async fn run(args: Args) -> Result<(), String> {
         Cmd::Factors(FactorsCmd::Remove { id }) => {
             proxy.remove_factor(id).await.map_err(describe)?;
             println!("removed factor {id}");
+        }
+        Cmd::Enroll(EnrollCmd::Piv {
+            user,
+            serial,
+            slot,
+            label,
+        }) => {
+            let id = proxy
+                .enroll_piv(&user, serial.unwrap_or(0), &slot, &label)
+                .await
+                .map_err(describe)?;
+            println!("enrolled PIV factor {id} for {user} (slot {slot})");
         }
         Cmd::Enroll(EnrollCmd::YubicoOtp(a)) => {
             let (public_id, private_id, aes_key) = match &a.csv {

@@ -1,4 +1,5 @@
-//! Factors: the ways a user can prove presence.
+//! Factors: the ways a user can prove presence. (PIV is the one factor that is not
+//! pure: its "answer" is a touch on a key this host talks to.)
 //!
 //! Every factor implements [`Factor`], so adding one (Yubico OTP, PIV, FIDO) touches
 //! neither the PAM module nor the policy engine. A factor is pure: it gets the
@@ -6,6 +7,7 @@
 //! is right and which counter it used. Persisting that counter (compare-and-set, so a
 //! code is accepted once) is the store's job.
 
+pub mod piv;
 pub mod totp;
 pub mod yubico_otp;
 
@@ -33,6 +35,9 @@ pub enum FactorError {
     /// The stored secret is unusable; re-enrol the factor.
     #[error("stored secret is invalid: {0}")]
     BadSecret(String),
+    /// A device the factor needs did not answer (a PIV key absent, not touched).
+    #[error("{0}")]
+    Device(String),
 }
 
 /// One kind of factor.
@@ -59,5 +64,6 @@ pub fn for_kind(kind: FactorKind) -> &'static dyn Factor {
     match kind {
         FactorKind::Totp => &totp::TotpFactor,
         FactorKind::YubicoOtp => &yubico_otp::YubicoOtpFactor,
+        FactorKind::Piv => &piv::PivFactor,
     }
 }
