@@ -711,6 +711,52 @@ impl Service {
         })
     }
 
+    /// Why a step-up cannot be met, and what fixes it.
+    fn unenrolled_reason(&self, reason: &str, ctx: &Context, allowed: &[FactorKind]) -> String {
+        let has_piv = self
+            .store
+            .factors(Some(&ctx.user))
+            .is_ok_and(|f| f.iter().any(|f| f.kind == FactorKind::Piv));
+        let remote_kinds: Vec<FactorKind> = allowed
+            .iter()
+            .copied()
+            .filter(|k| *k != FactorKind::Piv)
+            .collect();
+        if has_piv && ctx.rhost.is_some() && allowed.contains(&FactorKind::Piv) {
+            return format!(
+                "{reason} — but {}'s YubiKey on this host (PIV) cannot answer a remote login{}",
+                ctx.user,
+                if remote_kinds.is_empty() {
+                    "; log in locally".to_string()
+                } else {
+                    format!(
+                        ". Ask an administrator to enrol a {} factor",
+                        remote_kinds
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    )
+                }
+            );
+        }
+        let command = match allowed.first() {
+            Some(FactorKind::YubicoOtp) => "stepupctl enroll yubico-otp",
+            Some(FactorKind::Piv) => "stepupctl enroll piv",
+            _ => "stepupctl enroll totp",
+        };
+        format!(
+            "{reason} — but {} has no {} factor enrolled. Ask an administrator to run: {command} --user {}",
+            ctx.user,
+            allowed
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join("/"),
+            ctx.user
+        )
+    }
+
     /// What policy and state say about a transaction, with no side effect: the
     /// verdict, and for a step-up whether a grant covers it and which of the user's
     /// factors may answer. `binding` is `None` for a what-if (`Explain`), where there
@@ -809,18 +855,7 @@ impl Service {
                 unenrolled: true,
             },
             Unenrolled::Deny => Outcome::Deny {
-                reason: format!(
-                    "{} — but {} has no {} factor enrolled. Ask an administrator to run: stepupctl enroll totp --user {}",
-                    decision.reason,
-                    ctx.user,
-                    step_up
-                        .factors
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    ctx.user
-                ),
+                reason: self.unenrolled_reason(&decision.reason, ctx, &step_up.factors),
                 unenrolled: true,
             },
         };
@@ -1043,6 +1078,7 @@ impl Service {
         let mut accepted: Option<(i64, FactorKind)> = None;
         let mut replayed = false;
         let mut device_error: Option<String> = None;
+        let mut piv_mismatch = false;
         let mut tried = Vec::new();
         let well_formed = answer.len() <= MAX_ANSWER_LEN && !answer.chars().any(|c| c.is_control());
         for rec in records.iter().filter(|r| pending.kinds.contains(&r.kind)) {
@@ -1075,7 +1111,7 @@ impl Service {
                     }
                     replayed = true;
                 }
-                Ok(Verification::Rejected) => {}
+                Ok(Verification::Rejected) => piv_mismatch |= rec.kind == FactorKind::Piv,
                 Err(e) => {
                     if let crate::factors::FactorError::Device(m) = &e {
                         device_error = Some(m.clone());
@@ -1150,6 +1186,9 @@ impl Service {
         };
         let detail = match (&foreign, replayed) {
             (_, true) => "code already used".to_string(),
+            (None, false) if piv_mismatch => {
+                "PIV signature does not match the enrolled key".to_string()
+            }
             (Some(owner), false) => format!("OTP from a YubiKey enrolled for {owner}"),
             (None, false) => "wrong answer".to_string(),
         };
@@ -1162,7 +1201,10 @@ impl Service {
         );
         let what = match (&device_error, replayed) {
             (_, true) => "That code was already used; wait for the next one.".to_string(),
-            (Some(e), false) if answer.trim().is_empty() => format!("No touch: {e}."),
+            (Some(e), false) if answer.trim().is_empty() => format!("No touch: {e}"),
+            (None, false) if piv_mismatch => {
+                "The YubiKey's signature does not match the enrolled key.".to_string()
+            }
             _ => "Wrong code.".to_string(),
         };
         if tries_left == 0 {

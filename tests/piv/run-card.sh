@@ -7,8 +7,9 @@
 #       re-runs itself inside them with --inside
 #   tests/piv/run-card.sh --inside [OPTIONS] [--] CMD [ARGS...]
 #       expects to be inside private net+mount namespaces already (checked:
-#       it refuses to run in the namespaces of PID 1; set
-#       PIV_ASSUME_PRIVATE_NS=1 to skip that check)
+#       it refuses unless both differ from PID 1's -- or, where PID 1's
+#       cannot be read, from some ancestor process's; PIV_ASSUME_PRIVATE_NS=1
+#       skips that check)
 #
 # Inside, it: brings lo up; gives pcscd its own /run/pcscd (a tmpfs; when
 # /run/pcscd does not exist, /run is first covered by an overlay whose upper
@@ -105,13 +106,31 @@ if [ "$inside" = 0 ]; then
 fi
 
 # --- inside mode ------------------------------------------------------------
+# Is our $1 (net|mnt) namespace a private one? Yes if it differs from PID 1's;
+# when PID 1's cannot be read (sandboxes hide it), yes if it differs from
+# that of some ancestor process (whoever ran `unshare` is still outside).
+ns_is_private() {
+    local mine other pid
+    mine="$(readlink "/proc/$$/ns/$1")"
+    other="$(readlink "/proc/1/ns/$1" 2>/dev/null)"
+    if [ -n "$other" ]; then
+        [ "$other" != "$mine" ]
+        return
+    fi
+    pid=$$
+    while pid="$(awk '/^PPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" \
+            && [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
+        other="$(readlink "/proc/$pid/ns/$1" 2>/dev/null)"
+        [ -n "$other" ] && [ "$other" != "$mine" ] && return 0
+    done
+    return 1
+}
 if [ "${PIV_ASSUME_PRIVATE_NS:-0}" != 1 ]; then
     for ns in net mnt; do
-        if [ "$(readlink /proc/self/ns/$ns)" = "$(readlink /proc/1/ns/$ns)" ]; then
-            die "--inside but the $ns namespace is PID 1's: pcscd's vpcd would \
-listen on all addresses / mounts would leak. Run without --inside, or inside \
-'unshare -m -n --propagation private' (PIV_ASSUME_PRIVATE_NS=1 overrides)."
-        fi
+        ns_is_private "$ns" || die "--inside, but this $ns namespace does not \
+look private (same as PID 1's or all ancestors'): vpcd would listen on all \
+addresses / mounts would leak. Run without --inside, or inside 'unshare -m -n \
+--propagation private' (PIV_ASSUME_PRIVATE_NS=1 overrides this check)."
     done
 fi
 for tool in pcscd opensc-tool ip ss "$PY"; do
@@ -119,6 +138,7 @@ for tool in pcscd opensc-tool ip ss "$PY"; do
 done
 [ -d "$VICC_PATH/virtualsmartcard" ] || die "missing $VICC_PATH (vsmartcard-vpicc)"
 
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the source tree
 pcscd_pid=""
 card_pid=""
 mounts=()          # unmounted in reverse order

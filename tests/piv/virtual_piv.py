@@ -61,13 +61,15 @@ Policies:
 * PIN policy ``never`` / ``once`` / ``always`` (YubiKey defaults per slot:
   9a once, 9c always, 9d once, 9e never, retired once).  ``once`` needs a
   VERIFY since the last SELECT/reset; ``always`` needs a VERIFY before every
-  private-key operation.  Missing PIN -> 6982.
+  private-key operation on that slot (one operation uses the verification
+  up; operations on other slots do not).  Missing PIN -> 6982.
 * Touch policy ``never`` / ``always`` / ``cached`` (a touch is remembered for
   ``cache_seconds``, 15 s like a real key).  A touch is emulated, see below.
   No touch before the timeout -> **6982** (SECURITY STATUS NOT SATISFIED).
   That is what a real YubiKey answers on a touch timeout (yubico-piv-tool
-  prints "Failed sign command with code 6982"; Yubico's .NET SDK reports it as
-  "PIN required or touch timeout"); the yubikey crate maps 6982 from
+  issue #185 shows "Failed sign command with code 6982" for an untouched
+  touch-always key; Yubico.NET.SDK issue #39 reports the same SW); the
+  yubikey crate maps 6982 from
   GENERAL AUTHENTICATE to ``Error::AuthenticationError``.  A real key has no
   separate "touch timed out" status, so a missing PIN and a missing touch are
   indistinguishable on the wire -- exactly as here.
@@ -530,6 +532,9 @@ class YubiKeyPiv:
                     log.info("%02X %02X %02X -> %04X (%s)", ins, p1, p2, e.sw,
                              e.why)
                 resp = e.sw.to_bytes(2, "big")
+            except Exception:  # an emulator bug must not kill the card
+                log.exception("internal error on %s", bytes(msg).hex())
+                resp = b"\x6f\x00"
         log.debug("<< %s", resp.hex())
         return resp
 
@@ -793,8 +798,9 @@ class YubiKeyPiv:
                 raise ApduError(SW_SECURITY_STATUS, "PIN required")
             if slot.pin_policy == "always" and not self.pin_fresh:
                 raise ApduError(SW_SECURITY_STATUS, "PIN required (always)")
-            # PIN "always" is consumed by any attempt that got this far.
-            self.pin_fresh = False
+            # A PIN "always" verification is used up by the attempt.
+            if slot.pin_policy == "always":
+                self.pin_fresh = False
             if op == "sign" and len(payload) > slot.key_size:
                 raise ApduError(SW_INCORRECT_DATA, "digest longer than key")
             if op == "ecdh" and len(payload) != 2 * slot.key_size + 1:
