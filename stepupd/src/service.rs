@@ -722,6 +722,12 @@ impl Service {
             .copied()
             .filter(|k| *k != FactorKind::Piv)
             .collect();
+        if has_piv && ctx.rhost.is_none() && allowed.contains(&FactorKind::Piv) {
+            return format!(
+                "{reason} — but {}'s YubiKey (PIV) is not plugged into this host; plug it in and try again",
+                ctx.user
+            );
+        }
         if has_piv && ctx.rhost.is_some() && allowed.contains(&FactorKind::Piv) {
             return format!(
                 "{reason} — but {}'s YubiKey on this host (PIV) cannot answer a remote login{}",
@@ -833,10 +839,16 @@ impl Service {
             .factors(Some(&ctx.user))
             .map_err(self.fail("factor lookup"))?
             .into_iter()
+            .filter(|f| step_up.factors.contains(&f.kind))
+            // A PIV key plugged into this host proves nothing about a remote user, and
+            // one that is not plugged in cannot answer at all.
+            .filter(|f| {
+                f.kind != FactorKind::Piv
+                    || (ctx.rhost.is_none()
+                        && crate::factors::piv::PivParams::from_json(&f.params)
+                            .is_ok_and(|p| crate::factors::piv::present(p.serial)))
+            })
             .map(|f| f.kind)
-            .filter(|k| step_up.factors.contains(k))
-            // A PIV key plugged into this host proves nothing about a remote user.
-            .filter(|k| !(*k == FactorKind::Piv && ctx.rhost.is_some()))
             .fold(Vec::new(), |mut v, k| {
                 if !v.contains(&k) {
                     v.push(k);

@@ -90,6 +90,13 @@ echo "=== no touch"
 echo never >"$PIV_STATE_DIR/touch-mode"
 $H 2>&1; echo "exit=$?"
 echo auto >"$PIV_STATE_DIR/touch-mode"
+echo "=== absent"
+PIV_SERIAL_SAVED=$PIV_SERIAL
+sqlite3 "$T/state/state.db" "UPDATE factors SET params = json_set(params, '\$.serial', 99999999) WHERE kind = 'piv'"
+before=$(cat "$PIV_STATE_DIR/sign-count")
+$H 2>&1; echo "exit=$?"
+echo "signs=$(( $(cat "$PIV_STATE_DIR/sign-count") - before ))"
+sqlite3 "$T/state/state.db" "UPDATE factors SET params = json_set(params, '\$.serial', $PIV_SERIAL_SAVED) WHERE kind = 'piv'"
 echo "=== wrong key"
 other=$(openssl ec -pubin -in "$PIV_PUBKEY_9C" -outform DER 2>/dev/null | tail -c 65 | od -An -v -tx1 | tr -d ' \n')
 sqlite3 "$T/state/state.db" "UPDATE factors SET params = json_set(params, '\$.public_key', '$other') WHERE kind = 'piv'"
@@ -138,6 +145,12 @@ cat "$T/stepupd.log"
     let no_touch = section(&out, "=== no touch");
     assert!(no_touch.contains("No touch"), "{out}");
     assert!(!no_touch.contains("RESULT account 0 "), "{out}");
+    let absent = section(&out, "=== absent");
+    assert!(absent.contains("is not plugged into this host"), "{out}");
+    assert!(
+        absent.contains("signs=0") && !absent.contains("RESULT account 0 "),
+        "{out}"
+    );
     let wrong = section(&out, "=== wrong key");
     assert!(
         wrong.contains("signs=1"),

@@ -73,6 +73,11 @@ fn open(serial: Option<u32>) -> Result<YubiKey, String> {
     }
 }
 
+/// Whether the key with this serial is plugged in (and pcscd answers).
+pub fn present(serial: u32) -> bool {
+    YubiKey::open_by_serial(serial.into()).is_ok()
+}
+
 /// Reads the slot of the key (by serial, or the only key present) and returns what to
 /// store, refusing slots that would not prove presence or that the daemon cannot use.
 pub fn enrol(serial: Option<u32>, slot_text: &str) -> Result<PivParams, String> {
