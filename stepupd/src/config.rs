@@ -446,6 +446,9 @@ pub enum Condition {
     },
     /// `remote = true|false`: PAM_RHOST is (not) set.
     Remote(bool),
+    /// `publickey = true|false`: sshd did (not) accept a public key before this step
+    /// (`SSH_AUTH_INFO_0`; needs `ExposeAuthInfo yes`).
+    Publickey(bool),
     /// `schedule = "business"` / `"!business"`: now is (not) inside the schedule.
     Schedule {
         /// Schedule name.
@@ -469,6 +472,7 @@ pub enum Condition {
 struct RawWhen {
     origin: Option<Spanned<String>>,
     remote: Option<bool>,
+    publickey: Option<bool>,
     schedule: Option<Spanned<String>>,
     risk_at_least: Option<u32>,
     new_origin: Option<bool>,
@@ -514,6 +518,8 @@ struct RawRule {
     groups: Vec<String>,
     #[serde(default)]
     target_users: Vec<String>,
+    #[serde(default)]
+    ssh_keys: Vec<Spanned<String>>,
     #[serde(default)]
     when: Option<Spanned<RawWhen>>,
     #[serde(default)]
@@ -569,6 +575,8 @@ pub struct Rule {
     pub groups: Vec<String>,
     /// Target users (sudo `-u`, root by default; otherwise the user); empty means any.
     pub target_users: Vec<String>,
+    /// OpenSSH SHA256 fingerprints of the keys sshd accepted; empty means any (or none).
+    pub ssh_keys: Vec<String>,
     /// Command patterns; empty means any command, or none.
     pub commands: Vec<CommandPattern>,
     /// What the rule does when it matches.
@@ -874,6 +882,19 @@ impl Config {
                     ));
                 }
             }
+            let mut ssh_keys = Vec::with_capacity(r.ssh_keys.len());
+            for k in r.ssh_keys {
+                if !crate::sshkey::is_fingerprint(k.get_ref()) {
+                    return Err(err.at(
+                        Some(k.span()),
+                        format!(
+                            "rule {id:?}: ssh_keys entry {:?} is not an OpenSSH fingerprint like SHA256:... (ssh-keygen -lf KEY.pub prints it)",
+                            k.get_ref()
+                        ),
+                    ));
+                }
+                ssh_keys.push(k.into_inner());
+            }
             let conditions = match r.when {
                 Some(w) => compile_when(&id, w, &networks, &schedules, &signals, &err)?,
                 None => Vec::new(),
@@ -890,6 +911,7 @@ impl Config {
                 groups: r.groups,
                 conditions,
                 target_users: r.target_users,
+                ssh_keys,
                 commands,
                 action,
                 factors,
@@ -1009,6 +1031,9 @@ fn compile_when(
     }
     if let Some(r) = w.remote {
         out.push(Condition::Remote(r));
+    }
+    if let Some(p) = w.publickey {
+        out.push(Condition::Publickey(p));
     }
     if let Some(sc) = w.schedule {
         let (name, negate) = negatable(sc.get_ref());

@@ -182,6 +182,7 @@ fn condition_holds(c: &Condition, ctx: &Context, f: &Facts<'_>) -> bool {
             inside != *negate
         }
         Condition::Remote(remote) => ctx.rhost.is_some() == *remote,
+        Condition::Publickey(p) => ctx.ssh_key.is_some() == *p,
         Condition::Schedule { name, negate } => {
             let inside = f
                 .config
@@ -208,6 +209,8 @@ fn describe_condition(c: &Condition, f: &Facts<'_>) -> String {
         } => format!("from outside network {network}"),
         Condition::Remote(true) => "remote".into(),
         Condition::Remote(false) => "local".into(),
+        Condition::Publickey(true) => "with a public key".into(),
+        Condition::Publickey(false) => "without a public key".into(),
         Condition::Schedule {
             name,
             negate: false,
@@ -253,6 +256,11 @@ pub fn rule_matches(rule: &Rule, ctx: &Context) -> bool {
         || !list_allows(&rule.users, &ctx.user)
         || !list_allows(&rule.target_users, &ctx.target_user)
         || !(rule.groups.is_empty() || rule.groups.iter().any(|g| ctx.groups.contains(g)))
+        || !(rule.ssh_keys.is_empty()
+            || ctx
+                .ssh_key
+                .as_ref()
+                .is_some_and(|k| rule.ssh_keys.contains(k)))
     {
         return false;
     }
@@ -798,6 +806,34 @@ failures_max = 3
             d.reason,
             "Step-up required: sshd login from outside network office, outside schedule business (rule r)"
         );
+    }
+
+    #[test]
+    fn publickey_condition_and_ssh_keys_scope() {
+        let pk = with_rule("when = { publickey = false }");
+        let mut no_key = ssh("10.1.0.1");
+        no_key.ssh_key = None;
+        assert!(steps_up(&pk, &no_key, &known(), berlin("12:00")));
+        assert!(!steps_up(&pk, &ssh("10.1.0.1"), &known(), berlin("12:00")));
+        let fp = "SHA256:wpfTuOpieOqfpWFXZn5OWgkw8TucsrqX+HwIkxS0XrU";
+        let named = with_rule(&format!("ssh_keys = [\"{fp}\"]"));
+        let mut with_fp = ssh("10.1.0.1");
+        with_fp.ssh_key = Some(fp.into());
+        assert!(steps_up(&named, &with_fp, &known(), berlin("12:00")));
+        assert!(!steps_up(
+            &named,
+            &ssh("10.1.0.1"),
+            &known(),
+            berlin("12:00")
+        ));
+        assert!(!steps_up(&named, &no_key, &known(), berlin("12:00")));
+        let e = Config::parse(
+            "[[rule]]\nid = \"r\"\naction = \"deny\"\nssh_keys = [\"MD5:aa\"]\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("ssh-keygen -lf"), "{e}");
     }
 
     #[test]
