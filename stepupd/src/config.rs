@@ -521,6 +521,8 @@ struct RawRule {
     #[serde(default)]
     ssh_keys: Vec<Spanned<String>>,
     #[serde(default)]
+    grant_covers: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
     when: Option<Spanned<RawWhen>>,
     #[serde(default)]
     commands: Vec<Spanned<String>>,
@@ -577,6 +579,9 @@ pub struct Rule {
     pub target_users: Vec<String>,
     /// OpenSSH SHA256 fingerprints of the keys sshd accepted; empty means any (or none).
     pub ssh_keys: Vec<String>,
+    /// For an ssh step-up with a duration: other services (e.g. `sudo`) whose step-ups
+    /// the grant also spares, within the same ssh login.
+    pub grant_covers: Vec<String>,
     /// Command patterns; empty means any command, or none.
     pub commands: Vec<CommandPattern>,
     /// What the rule does when it matches.
@@ -882,6 +887,27 @@ impl Config {
                     ));
                 }
             }
+            let grant_covers = match r.grant_covers {
+                None => Vec::new(),
+                Some(g) => {
+                    let ok = action == Action::StepUp
+                        && r.services.iter().all(|s| s == "sshd")
+                        && !r.services.is_empty()
+                        && matches!(
+                            r.reauth.as_ref().map(|x| *x.get_ref()),
+                            Some(Reauth::For(_))
+                        );
+                    if !ok {
+                        return Err(err.at(
+                            Some(g.span()),
+                            format!(
+                                "rule {id:?}: grant_covers needs action = \"step_up\", services = [\"sshd\"] and a reauth duration such as \"8h\" (an ssh step-up lends its grant to the same login)"
+                            ),
+                        ));
+                    }
+                    g.into_inner()
+                }
+            };
             let mut ssh_keys = Vec::with_capacity(r.ssh_keys.len());
             for k in r.ssh_keys {
                 if !crate::sshkey::is_fingerprint(k.get_ref()) {
@@ -912,6 +938,7 @@ impl Config {
                 conditions,
                 target_users: r.target_users,
                 ssh_keys,
+                grant_covers,
                 commands,
                 action,
                 factors,
@@ -1401,5 +1428,22 @@ when = { origin = "!office", schedule = "business", risk_at_least = 40, remote =
                 .unwrap_err();
         assert!(e.message.contains("moon_phase"), "{e}");
         assert_eq!(e.line, 4, "{e}");
+    }
+
+    #[test]
+    fn grant_covers_needs_an_ssh_step_up_with_a_duration() {
+        let ok = parse("[[rule]]\nid = \"s\"\nservices = [\"sshd\"]\naction = \"step_up\"\nreauth = \"8h\"\ngrant_covers = [\"sudo\"]\n").unwrap();
+        assert_eq!(ok.rules[0].grant_covers, vec!["sudo".to_string()]);
+        for bad in [
+            "services = [\"sshd\"]\naction = \"step_up\"\n",
+            "services = [\"sudo\"]\naction = \"step_up\"\nreauth = \"8h\"\n",
+            "action = \"step_up\"\nreauth = \"8h\"\n",
+        ] {
+            let e = parse(&format!(
+                "[[rule]]\nid = \"s\"\n{bad}grant_covers = [\"sudo\"]\n"
+            ))
+            .unwrap_err();
+            assert!(e.message.contains("grant_covers needs"), "{bad}: {e}");
+        }
     }
 }

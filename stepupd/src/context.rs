@@ -60,6 +60,8 @@ pub struct Caller {
     /// `PATH` from the process environment (sudo searches it when sudoers sets no
     /// secure_path).
     pub path_env: Option<String>,
+    /// `SSH_CONNECTION` from the process environment: the ssh login it runs in.
+    pub ssh_connection_env: Option<String>,
     /// Login session key: audit session id, session leader pid and its start time.
     pub session: String,
 }
@@ -140,6 +142,7 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
     };
     let shell_env = env_var(b"SHELL=");
     let path_env = env_var(b"PATH=");
+    let ssh_connection_env = env_var(b"SSH_CONNECTION=");
     let audit_session = std::fs::read_to_string(base.join("sessionid"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "-".into());
@@ -164,6 +167,7 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
         cwd,
         shell_env,
         path_env,
+        ssh_connection_env,
         session,
     })
 }

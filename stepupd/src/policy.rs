@@ -88,6 +88,8 @@ pub struct StepUp {
     pub challenge_timeout: Duration,
     /// Wrong answers allowed.
     pub max_tries: u32,
+    /// Services whose step-ups the resulting grant also spares in the same ssh login.
+    pub grant_covers: Vec<String>,
 }
 
 /// The engine's verdict.
@@ -314,6 +316,7 @@ fn verdict_of(rule: &Rule) -> Verdict {
             reauth: rule.reauth,
             challenge_timeout: rule.challenge_timeout,
             max_tries: rule.max_tries,
+            grant_covers: rule.grant_covers.clone(),
         }),
     }
 }

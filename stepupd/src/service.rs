@@ -68,6 +68,9 @@ struct PendingChallenge {
     origin: String,
     remote: bool,
     ssh_key: Option<String>,
+    /// The ssh login (SSH_CONNECTION) and the services its grant also covers.
+    ssh_connection: Option<String>,
+    grant_covers: Vec<String>,
     kinds: Vec<FactorKind>,
     reauth: Reauth,
     tries_left: u32,
@@ -78,6 +81,9 @@ struct PendingChallenge {
 struct Binding {
     session: String,
     invocation: String,
+    /// The ssh login the transaction belongs to (`SSH_CONNECTION` from sshd's PAM
+    /// environment, or inherited by sudo in that login), if any.
+    ssh_connection: Option<String>,
     origin: String,
 }
 
@@ -119,6 +125,21 @@ fn prompt_for(kinds: &[String]) -> &'static str {
         (true, true, false) => "Enter a code or touch your YubiKey: ",
         (false, true, false) => "Touch your YubiKey: ",
         _ => "Enter the code from your authenticator app: ",
+    }
+}
+
+/// The scope of a grant an ssh step-up lends to `service` in the ssh login
+/// `connection` (SSH_CONNECTION: client address and port, server address and port).
+fn covering_scope(user: &str, service: &str, connection: &str) -> GrantScope {
+    let client = connection.split_whitespace().next().unwrap_or("-");
+    GrantScope {
+        user: user.to_string(),
+        target_user: "*".into(),
+        service: service.to_string(),
+        session: format!("ssh:{}", connection.trim()),
+        origin: crate::network::parse_rhost(client)
+            .map_or_else(|| client.to_string(), |ip| ip.to_canonical().to_string()),
+        invocation: String::new(),
     }
 }
 
@@ -568,6 +589,11 @@ impl Service {
             session: caller.session.clone(),
             invocation: caller.invocation(),
             origin: origin_of(&ctx),
+            // sshd passes its connection in the PAM environment; a sudo inside an ssh
+            // login inherits it in its own environment.
+            ssh_connection: Some(req.ssh_connection.clone())
+                .filter(|c| !c.is_empty())
+                .or_else(|| caller.ssh_connection_env.clone()),
         };
         let config = self.config();
         ctx.groups = self.groups_of(&config, &ctx.user);
@@ -682,6 +708,8 @@ impl Service {
                     origin: binding.origin.clone(),
                     remote: ctx.rhost.is_some(),
                     ssh_key: ctx.ssh_key.clone(),
+                    ssh_connection: binding.ssh_connection.clone(),
+                    grant_covers: step_up.grant_covers.clone(),
                     kinds,
                     reauth: step_up.reauth,
                     tries_left: step_up.max_tries,
@@ -824,6 +852,21 @@ impl Service {
                 .find_grant(&scope, &rule, now)
                 .map_err(self.fail("grant lookup"))?
                 .filter(|g| g.created + max_age > now)
+            {
+                return Ok(Assessment {
+                    decision,
+                    outcome: Outcome::Allow {
+                        grant: Some(g),
+                        unenrolled: false,
+                    },
+                });
+            }
+            // A grant an ssh step-up lent to this service, in this same ssh login.
+            if let Some(conn) = &binding.ssh_connection
+                && let Some(g) = self
+                    .store
+                    .find_grant_any_rule(&covering_scope(&ctx.user, &ctx.service, conn), now)
+                    .map_err(self.fail("grant lookup"))?
             {
                 return Ok(Assessment {
                     decision,
@@ -1159,6 +1202,15 @@ impl Service {
                 expires: expires as i64,
             };
             self.store.add_grant(&grant).map_err(self.fail("grant"))?;
+            if let (Some(conn), Reauth::For(_)) = (&pending.ssh_connection, pending.reauth) {
+                for service in &pending.grant_covers {
+                    let lent = Grant {
+                        scope: covering_scope(&pending.user, service, conn),
+                        ..grant.clone()
+                    };
+                    self.store.add_grant(&lent).map_err(self.fail("grant"))?;
+                }
+            }
             self.remember_success(
                 &pending.user,
                 &pending.origin,
@@ -2226,6 +2278,55 @@ mod tests {
                 .iter()
                 .any(|l| l.contains(r#"detail="OTP from a YubiKey enrolled for root""#)),
             "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn an_ssh_step_up_lends_its_grant_to_sudo_in_the_same_login_only() {
+        let policy = "[[rule]]\nid = \"ssh\"\nservices = [\"sshd\"]\naction = \"step_up\"\nreauth = \"8h\"\ngrant_covers = [\"sudo\"]\n\n[[rule]]\nid = \"sudo\"\nservices = [\"sudo\"]\naction = \"step_up\"\n";
+        let (_d, svc) = service(policy);
+        enrol(&svc);
+        let conn = "192.0.2.7 50022 192.0.2.1 22";
+        let mut login = request("sshd");
+        login.rhost = "192.0.2.7".into();
+        login.ssh_connection = conn.into();
+        let d = svc.evaluate(me(), &login).unwrap();
+        assert_eq!(d.outcome, outcome::CHALLENGE);
+        assert_eq!(
+            svc.respond(me(), &d.challenge_id, &current_code())
+                .unwrap()
+                .result,
+            result::SUCCESS
+        );
+        // sudo inside that ssh login (SSH_CONNECTION inherited): no new prompt.
+        let mut sudo = request("sudo");
+        sudo.ssh_connection = conn.into();
+        assert_eq!(svc.evaluate(me(), &sudo).unwrap().outcome, outcome::ALLOW);
+        // Another login (another connection) or a local sudo: sudo decides on its own.
+        let mut other = request("sudo");
+        other.ssh_connection = "192.0.2.7 50023 192.0.2.1 22".into();
+        assert_eq!(
+            svc.evaluate(me(), &other).unwrap().outcome,
+            outcome::CHALLENGE
+        );
+        assert_eq!(
+            svc.evaluate(me(), &request("sudo")).unwrap().outcome,
+            outcome::CHALLENGE
+        );
+        // Without grant_covers, an ssh grant never covers sudo.
+        let (_d2, plain) = service(&policy.replace("grant_covers = [\"sudo\"]\n", ""));
+        enrol(&plain);
+        let d = plain.evaluate(me(), &login).unwrap();
+        assert_eq!(
+            plain
+                .respond(me(), &d.challenge_id, &current_code())
+                .unwrap()
+                .result,
+            result::SUCCESS
+        );
+        assert_eq!(
+            plain.evaluate(me(), &sudo).unwrap().outcome,
+            outcome::CHALLENGE
         );
     }
 

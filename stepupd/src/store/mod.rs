@@ -144,6 +144,13 @@ pub trait Store: Send + Sync {
         rule: &str,
         now: i64,
     ) -> Result<Option<Grant>, StoreError>;
+    /// A grant covering `scope` from any rule (grants an ssh step-up lends to other
+    /// services carry the ssh rule's id), valid at `now`.
+    fn find_grant_any_rule(
+        &self,
+        scope: &GrantScope,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError>;
     /// Deletes grants expired at `now`; returns how many.
     fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError>;
     /// Grants valid at `now`, of one user or of everyone.

@@ -249,6 +249,39 @@ impl Store for SqliteStore {
         })
     }
 
+    fn find_grant_any_rule(
+        &self,
+        s: &GrantScope,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT rule, created, expires FROM grants
+                 WHERE user = ?1 AND target_user = ?2 AND service = ?3 AND session = ?4
+                   AND origin = ?5 AND invocation = ?6 AND expires > ?7
+                 ORDER BY expires DESC LIMIT 1",
+                params![
+                    s.user,
+                    s.target_user,
+                    s.service,
+                    s.session,
+                    s.origin,
+                    s.invocation,
+                    now
+                ],
+                |r| {
+                    Ok(Grant {
+                        scope: s.clone(),
+                        rule: r.get(0)?,
+                        created: r.get(1)?,
+                        expires: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
     fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError> {
         self.with(|c| c.execute("DELETE FROM grants WHERE expires <= ?1", params![now]))
     }
