@@ -112,6 +112,44 @@ impl SqliteStore {
         })
     }
 
+    /// The longest-lived grant covering `s` at `now`, earned under `rule` (any rule
+    /// when `None`).
+    fn query_grant(
+        &self,
+        s: &GrantScope,
+        rule: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT rule, created, expires FROM grants
+                 WHERE user = ?1 AND target_user = ?2 AND service = ?3 AND session = ?4
+                   AND origin = ?5 AND invocation = ?6 AND (?7 IS NULL OR rule = ?7)
+                   AND expires > ?8
+                 ORDER BY expires DESC LIMIT 1",
+                params![
+                    s.user,
+                    s.target_user,
+                    s.service,
+                    s.session,
+                    s.origin,
+                    s.invocation,
+                    rule,
+                    now
+                ],
+                |r| {
+                    Ok(Grant {
+                        scope: s.clone(),
+                        rule: r.get(0)?,
+                        created: r.get(1)?,
+                        expires: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(|e| StoreError::Database {
@@ -220,66 +258,11 @@ impl Store for SqliteStore {
         rule: &str,
         now: i64,
     ) -> Result<Option<Grant>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT rule, created, expires FROM grants
-                 WHERE user = ?1 AND target_user = ?2 AND service = ?3 AND session = ?4
-                   AND origin = ?5 AND invocation = ?6 AND rule = ?7 AND expires > ?8
-                 ORDER BY expires DESC LIMIT 1",
-                params![
-                    s.user,
-                    s.target_user,
-                    s.service,
-                    s.session,
-                    s.origin,
-                    s.invocation,
-                    rule,
-                    now
-                ],
-                |r| {
-                    Ok(Grant {
-                        scope: s.clone(),
-                        rule: r.get(0)?,
-                        created: r.get(1)?,
-                        expires: r.get(2)?,
-                    })
-                },
-            )
-            .optional()
-        })
+        self.query_grant(s, Some(rule), now)
     }
 
-    fn find_grant_any_rule(
-        &self,
-        s: &GrantScope,
-        now: i64,
-    ) -> Result<Option<Grant>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT rule, created, expires FROM grants
-                 WHERE user = ?1 AND target_user = ?2 AND service = ?3 AND session = ?4
-                   AND origin = ?5 AND invocation = ?6 AND expires > ?7
-                 ORDER BY expires DESC LIMIT 1",
-                params![
-                    s.user,
-                    s.target_user,
-                    s.service,
-                    s.session,
-                    s.origin,
-                    s.invocation,
-                    now
-                ],
-                |r| {
-                    Ok(Grant {
-                        scope: s.clone(),
-                        rule: r.get(0)?,
-                        created: r.get(1)?,
-                        expires: r.get(2)?,
-                    })
-                },
-            )
-            .optional()
-        })
+    fn find_grant_any_rule(&self, s: &GrantScope, now: i64) -> Result<Option<Grant>, StoreError> {
+        self.query_grant(s, None, now)
     }
 
     fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError> {
