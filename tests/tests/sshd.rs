@@ -539,3 +539,64 @@ echo "elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))"
     // A hang check, not a performance figure: timeout_ms=2000 plus the ssh handshake.
     assert!(elapsed < 15_000, "the login took {elapsed} ms:\n{out}");
 }
+
+#[test]
+fn an_ssh_step_up_covers_sudo_in_that_login_only_when_the_rule_says_so() {
+    let test = "an_ssh_step_up_covers_sudo_in_that_login_only_when_the_rule_says_so";
+    if !ready(test) {
+        return;
+    }
+    let policy = |covers: &str| {
+        format!(
+            r#"
+[[rule]]
+id = "ssh-totp"
+services = ["sshd"]
+action = "step_up"
+factors = ["totp"]
+reauth = "8h"
+{covers}
+
+[[rule]]
+id = "visudo"
+services = ["sudo"]
+commands = ["/usr/sbin/visudo"]
+action = "step_up"
+factors = ["totp"]
+"#
+        )
+    };
+    // Inside the login: sudo reads the account password from stdin, and nothing else;
+    // a step-up for visudo would find no code there and fail.
+    let script = r#"
+fresh_step
+c=$(code)
+echo "=== login"
+client --key "$STEPUP_SSH_KEY" --answer "$c" --command "printf '%s\n' '$STEPUP_PASSWORD' | sudo -S -p '' visudo -c 2>&1; echo SUDO_EXIT=\$?"
+"#;
+    for (covers, expect_covered) in [("grant_covers = [\"sudo\"]", true), ("", false)] {
+        let (_dir, path) = policy_file(&policy(covers));
+        let out = sandbox_sshd(&["--config", &path], script);
+        let l = login(&out, "login");
+        assert!(
+            l.challenged() && l.succeeded(),
+            "the ssh step-up passed:\n{out}"
+        );
+        let stdout = l.stdout.clone().unwrap_or_default();
+        if expect_covered {
+            assert!(
+                stdout.contains("parsed OK") && stdout.contains("SUDO_EXIT=0"),
+                "sudo in the same login needs no second step-up:\n{out}"
+            );
+            assert!(
+                out.contains("grant=ssh-totp"),
+                "allowed by the lent grant:\n{out}"
+            );
+        } else {
+            assert!(
+                stdout.contains("Step-up required") && stdout.contains("SUDO_EXIT=1"),
+                "without grant_covers sudo decides on its own:\n{out}"
+            );
+        }
+    }
+}
