@@ -359,29 +359,12 @@ fn challenge(
     // host): answer with an empty line at once, and the daemon waits for the touch.
     let prompt = decision.prompt.as_str();
     for _ in 0..MAX_ROUNDS {
-        if prompt.is_empty() {
-            let reply = match daemon.respond(&decision.challenge_id, "", deadline) {
-                Ok(r) => r,
-                Err(e) => return run.failmode(&e.to_string()),
-            };
-            match reply.result.as_str() {
-                result::SUCCESS => return Code::Success,
-                result::RETRY => {
-                    run.tell(Style::Error, &reply.message);
-                    continue;
-                }
-                result::MAX_TRIES => {
-                    run.tell(Style::Error, &reply.message);
-                    return Code::MaxTries;
-                }
-                result::FAILURE => {
-                    run.tell(Style::Error, &reply.message);
-                    return run.phase.deny();
-                }
-                other => return run.failmode(&format!("unexpected result {other:?}")),
-            }
-        }
-        let answer = match run.pam.converse(Style::PromptEchoOff, prompt) {
+        let conversation = if prompt.is_empty() {
+            Ok(None)
+        } else {
+            run.pam.converse(Style::PromptEchoOff, prompt)
+        };
+        let answer = match conversation {
             Ok(Some(a)) => a,
             Ok(None) => Zeroizing::new(String::new()),
             Err(e) => {
