@@ -6,31 +6,19 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{built, repo_root, skip_unless_root, target_dir};
+use support::{built, run_wrapped, skip_unless_root};
 
 /// Runs `script` (bash) next to the virtual card; returns its output.
 fn with_card(script: &str) -> String {
     for f in ["stepupd", "stepupctl", "pam_harness", "libpam_stepup.so"] {
         built(f);
     }
-    let out = Command::new(repo_root().join("tests/piv/run-card.sh"))
-        .args(["--touch-timeout", "3", "--", "bash", "-c", script])
-        .env("STEPUP_BIN", target_dir())
-        .output()
-        .expect("tests/piv/run-card.sh runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "run-card.sh failed ({}):\n{text}",
-        out.status
-    );
-    text
+    run_wrapped(
+        "tests/piv/run-card.sh",
+        &["--touch-timeout", "3"],
+        script,
+        &[],
+    )
 }
 
 fn section<'a>(out: &'a str, start: &str) -> &'a str {

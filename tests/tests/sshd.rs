@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use support::{Json, built, repo_root, skip_unless_root, target_dir};
+use support::{Json, built, repo_root, run_wrapped, skip_unless_root};
 
 /// Root, the built binaries, and the programs these tests drive.
 fn ready(test: &str) -> bool {
@@ -110,28 +110,13 @@ fn sandbox_sshd(options: &[&str], script: &str) -> String {
     let full = format!(
         "{PRELUDE}\n{script}\necho '=== audit'\ncat \"$STEPUP_AUDIT_LOG\"\necho '=== sshd log'\ncat \"$STEPUP_SSHD_LOG\"\necho '=== end'\n"
     );
-    let out = Command::new(repo_root().join("scripts/sandbox"))
-        .args(options)
-        .args(["--sshd", &port])
-        .arg("--")
-        .arg("bash")
-        .arg("-c")
-        .arg(&full)
-        .env("STEPUP_BIN", target_dir())
-        .env("STEPUP_TEST_SSH", repo_root().join("tests/ssh"))
-        .output()
-        .expect("scripts/sandbox runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "scripts/sandbox failed ({}):\n{text}",
-        out.status
-    );
-    text
+    let ssh_dir = repo_root().join("tests/ssh");
+    run_wrapped(
+        "scripts/sandbox",
+        &[options, &["--sshd", &port]].concat(),
+        &full,
+        &[("STEPUP_TEST_SSH", ssh_dir.as_os_str())],
+    )
 }
 
 /// The text between two markers printed by a script.

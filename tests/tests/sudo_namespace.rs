@@ -7,9 +7,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{built, repo_root, skip_unless_root, target_dir};
+use support::{built, run_wrapped, skip_unless_root};
 
 /// Root, and the built binaries the sandbox runs.
 fn ready(test: &str) -> bool {
@@ -29,26 +27,9 @@ struct Run {
 
 /// Runs `script` (bash, as root inside the sandbox) with extra sandbox options.
 fn sandbox(options: &[&str], script: &str) -> Run {
-    let out = Command::new(repo_root().join("scripts/sandbox"))
-        .args(options)
-        .arg("--")
-        .arg("bash")
-        .arg("-c")
-        .arg(script)
-        .env("STEPUP_BIN", target_dir())
-        .output()
-        .expect("scripts/sandbox runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "scripts/sandbox failed ({}):\n{text}",
-        out.status
-    );
-    Run { out: text }
+    Run {
+        out: run_wrapped("scripts/sandbox", options, script, &[]),
+    }
 }
 
 /// Runs `user_script` as the sandbox user from one shell (so sudo's timestamp, keyed

@@ -1458,3 +1458,37 @@ impl Stepupd {
         seen.len()
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Namespace wrappers (scripts/sandbox, tests/piv/run-card.sh)
+// ---------------------------------------------------------------------------------
+
+/// Runs `bash -c script` under a wrapper from the repository (`wrapper` relative to
+/// the repo root, e.g. `scripts/sandbox`), after the wrapper's own `options` and `--`,
+/// with `STEPUP_BIN` pointing at the built artifacts and the extra `env`. Returns
+/// stdout followed by stderr; the test fails if the wrapper exits non-zero.
+pub fn run_wrapped(
+    wrapper: &str,
+    options: &[&str],
+    script: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> String {
+    let out = Command::new(repo_root().join(wrapper))
+        .args(options)
+        .args(["--", "bash", "-c", script])
+        .env("STEPUP_BIN", target_dir())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {wrapper}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{wrapper} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
