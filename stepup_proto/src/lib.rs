@@ -308,6 +308,10 @@ pub trait Stepupd {
     /// only key present; slot empty: 9e). uid 0 only. Returns the factor id.
     fn enroll_piv(&self, user: &str, serial: u32, slot: &str, label: &str) -> zbus::Result<i64>;
 
+    /// Ends a user's run of failed answers and any lockout. uid 0 only. Returns
+    /// whether there was one.
+    fn unlock(&self, user: &str) -> zbus::Result<bool>;
+
     /// Factors of one user, or of all users when `user` is empty (uid 0 only).
     fn list_factors(&self, user: &str) -> zbus::Result<Vec<FactorInfo>>;
 

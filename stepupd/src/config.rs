@@ -433,6 +433,40 @@ impl Default for SignalsSection {
     }
 }
 
+/// `[lockout]`: brute-force defence, per user, persisted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutSection {
+    /// Consecutive failed answers that lock the user out.
+    pub max_failures: u32,
+    /// Delay of the reply to the first wrong answer; it doubles with each further one.
+    pub backoff: ConfigDuration,
+    /// How long a lockout lasts (unless `stepupctl unlock` ends it).
+    pub lock_for: ConfigDuration,
+}
+
+impl Default for LockoutSection {
+    fn default() -> Self {
+        LockoutSection {
+            max_failures: 5,
+            backoff: ConfigDuration(Duration::from_secs(1)),
+            lock_for: ConfigDuration(Duration::from_secs(900)),
+        }
+    }
+}
+
+impl LockoutSection {
+    /// The delay after `failures` consecutive failures: backoff, doubling, never
+    /// more than a lockout.
+    pub fn wait_after(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << (failures - 1).min(16);
+        self.backoff.0.saturating_mul(factor).min(self.lock_for.0)
+    }
+}
+
 /// A condition of a rule's `when`; all of a rule's conditions must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
@@ -558,6 +592,8 @@ struct RawConfig {
     risk: Option<Spanned<RiskSection>>,
     #[serde(default)]
     signals: Option<Spanned<SignalsSection>>,
+    #[serde(default)]
+    lockout: Option<Spanned<LockoutSection>>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -623,6 +659,8 @@ pub struct Config {
     pub risk: RiskSection,
     /// `[signals]`.
     pub signals: SignalsSection,
+    /// `[lockout]`.
+    pub lockout: LockoutSection,
     /// Rules in file order.
     pub rules: Vec<Rule>,
     /// Whether any rule names groups (only then are they looked up).
@@ -769,6 +807,14 @@ impl Config {
         }
         if signals.new_origin_days > 366 {
             return Err(err.at(signals_span, "signals.new_origin_days must be at most 366"));
+        }
+        let lockout_span = raw.lockout.as_ref().map(Spanned::span);
+        let lockout = raw.lockout.map(Spanned::into_inner).unwrap_or_default();
+        if lockout.max_failures == 0 || lockout.max_failures > 100 {
+            return Err(err.at(
+                lockout_span,
+                "lockout.max_failures must be between 1 and 100",
+            ));
         }
         let risk_span = raw.risk.as_ref().map(Spanned::span);
         let risk = raw.risk.map(Spanned::into_inner).unwrap_or_default();
@@ -959,6 +1005,7 @@ impl Config {
             schedules,
             risk,
             signals,
+            lockout,
             rules,
             uses_groups,
             uses_history,
@@ -1445,5 +1492,15 @@ when = { origin = "!office", schedule = "business", risk_at_least = 40, remote =
             .unwrap_err();
             assert!(e.message.contains("grant_covers needs"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn lockout_waits_double_and_never_exceed_a_lockout() {
+        let c =
+            parse("[lockout]\nmax_failures = 3\nbackoff = \"2s\"\nlock_for = \"10s\"\n").unwrap();
+        let w = |n| c.lockout.wait_after(n).as_secs();
+        assert_eq!((w(0), w(1), w(2), w(3), w(4), w(40)), (0, 2, 4, 8, 10, 10));
+        assert!(parse("[lockout]\nmax_failures = 0\n").is_err());
+        assert_eq!(parse("").unwrap().lockout.max_failures, 5);
     }
 }

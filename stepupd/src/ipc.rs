@@ -178,6 +178,16 @@ impl StepupdInterface {
             .map_err(to_fdo)
     }
 
+    async fn unlock(
+        &self,
+        user: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<bool> {
+        let peer = self.peer(conn, &header).await?;
+        self.service.unlock(peer, &user).map_err(to_fdo)
+    }
+
     async fn list_factors(
         &self,
         user: String,

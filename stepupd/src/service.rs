@@ -31,6 +31,9 @@ use std::collections::VecDeque;
 const INVOCATION_GRANT_TTL: Duration = Duration::from_secs(300);
 /// How long an unconfirmed TOTP enrolment is kept.
 const ENROLMENT_TTL: Duration = Duration::from_secs(600);
+/// Longest a wrong answer's reply is delayed, whatever the backoff says (the module
+/// waits at least the challenge timeout, 60 s by default).
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(30);
 /// Longest answer accepted (a Yubico OTP is 44 characters).
 const MAX_ANSWER_LEN: usize = 128;
 
@@ -899,6 +902,27 @@ impl Service {
                 v
             });
         if !kinds.is_empty() {
+            let lock = self
+                .store
+                .failure_state(&ctx.user)
+                .map_err(self.fail("lockout lookup"))?;
+            if lock.locked_until > now {
+                let reason = format!(
+                    "{} — but {} is locked out after {} failed attempts for another {} s. Ask an administrator to run: stepupctl unlock --user {}",
+                    decision.reason,
+                    ctx.user,
+                    lock.failures,
+                    lock.locked_until - now,
+                    ctx.user
+                );
+                return Ok(Assessment {
+                    decision,
+                    outcome: Outcome::Deny {
+                        reason,
+                        unenrolled: false,
+                    },
+                });
+            }
             return Ok(Assessment {
                 decision,
                 outcome: Outcome::Challenge { step_up, kinds },
@@ -1126,6 +1150,18 @@ impl Service {
             return Ok(failure("This challenge belongs to another process."));
         }
         let now = unix_now();
+        let lockout = self.config().lockout.clone();
+        let lock = self
+            .store
+            .failure_state(&pending.user)
+            .map_err(self.fail("lockout lookup"))?;
+        if lock.locked_until > now as i64 {
+            self.audit.emit(
+                Severity::Warning,
+                &verify_event("failure").field("detail", "locked out"),
+            );
+            return Ok(failure("Locked out after too many failed attempts."));
+        }
         let records = self
             .store
             .factors(Some(&pending.user))
@@ -1181,6 +1217,11 @@ impl Service {
             }
         }
         if let Some((factor_id, kind)) = accepted {
+            if lock.failures > 0 {
+                self.store
+                    .clear_user_failures(&pending.user)
+                    .map_err(self.fail("failure count"))?;
+            }
             let expires = match pending.reauth {
                 Reauth::EveryTime => now + INVOCATION_GRANT_TTL.as_secs(),
                 Reauth::For(d) => now + d.as_secs(),
@@ -1256,13 +1297,43 @@ impl Service {
             (Some(owner), false) => format!("OTP from a YubiKey enrolled for {owner}"),
             (None, false) => "wrong answer".to_string(),
         };
+        let state = self
+            .store
+            .record_user_failure(
+                &pending.user,
+                now as i64,
+                lockout.max_failures,
+                lockout.lock_for.0.as_secs() as i64,
+            )
+            .map_err(self.fail("failure count"))?;
         let tries_left = pending.tries_left.saturating_sub(1);
         self.audit.emit(
             Severity::Warning,
             &verify_event("failure")
                 .field("detail", detail)
-                .field("tries_left", tries_left.to_string()),
+                .field("tries_left", tries_left.to_string())
+                .field("failures", state.failures.to_string()),
         );
+        if state.locked_until > now as i64 {
+            self.audit.emit(
+                Severity::Warning,
+                &Event::new("lockout")
+                    .field("user", pending.user.clone())
+                    .field("failures", state.failures.to_string())
+                    .field("until", state.locked_until.to_string()),
+            );
+            return Ok(RespondResult {
+                result: result::MAX_TRIES.into(),
+                message: format!(
+                    "Too many failed attempts: locked out for {}.",
+                    crate::duration::format_duration(lockout.lock_for.0)
+                ),
+            });
+        }
+        // The reply to a wrong answer is delayed, doubling with the user's run of
+        // failures (this runs on a blocking thread): guessing gets slower and slower
+        // until the lockout, while one typo costs a second.
+        std::thread::sleep(lockout.wait_after(state.failures).min(MAX_FAILURE_DELAY));
         let what = match (&device_error, replayed) {
             (_, true) => "That code was already used; wait for the next one.".to_string(),
             (Some(e), false) if answer.trim().is_empty() => format!("No touch: {e}"),
@@ -1609,6 +1680,23 @@ impl Service {
             },
             &format!("piv serial={} slot={}", params.serial, params.slot),
         )
+    }
+
+    /// `Unlock`: root only. Ends a user's failure run and lockout.
+    pub fn unlock(&self, peer: Peer, user: &str) -> Result<bool, ServiceError> {
+        self.require_root(peer, "Unlock")?;
+        check_field("user", user)?;
+        let was = self
+            .store
+            .clear_user_failures(user)
+            .map_err(self.fail("unlock"))?;
+        self.audit.emit(
+            Severity::Notice,
+            &Event::new("unlock")
+                .field("user", user.to_string())
+                .field("had_failures", was.to_string()),
+        );
+        Ok(was)
     }
 
     /// `ListFactors`: root sees anyone's; a user sees their own.
@@ -2328,6 +2416,60 @@ mod tests {
             plain.evaluate(me(), &sudo).unwrap().outcome,
             outcome::CHALLENGE
         );
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_user_out_until_unlocked_and_success_clears_the_run() {
+        let (_d, svc) = service(&format!(
+            "[lockout]\nmax_failures = 2\nbackoff = \"1s\"\nlock_for = \"1h\"\n{STEP_UP}"
+        ));
+        enrol(&svc);
+        let wrong = || {
+            format!(
+                "{:06}",
+                (current_code().parse::<u32>().unwrap() + 500_000) % 1_000_000
+            )
+        };
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            svc.respond(me(), &d.challenge_id, &wrong()).unwrap().result,
+            result::RETRY
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "the reply to a wrong answer is delayed"
+        );
+        let r = svc.respond(me(), &d.challenge_id, &wrong()).unwrap();
+        assert_eq!(r.result, result::MAX_TRIES);
+        assert!(r.message.contains("locked out for 1h"), "{}", r.message);
+        // Locked: no challenge, even with the right code at hand.
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        assert_eq!(d.outcome, outcome::DENY);
+        assert!(
+            d.reason.contains("stepupctl unlock --user nobody"),
+            "{}",
+            d.reason
+        );
+        assert!(matches!(
+            svc.unlock(Peer { uid: 65534, pid: 1 }, "nobody"),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        assert!(svc.unlock(me(), "nobody").unwrap());
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        assert_eq!(d.outcome, outcome::CHALLENGE);
+        // One more wrong answer, then the right one: the run ends with the success.
+        assert_eq!(
+            svc.respond(me(), &d.challenge_id, &wrong()).unwrap().result,
+            result::RETRY
+        );
+        assert_eq!(
+            svc.respond(me(), &d.challenge_id, &current_code())
+                .unwrap()
+                .result,
+            result::SUCCESS
+        );
+        assert!(!svc.unlock(me(), "nobody").unwrap(), "no run left to end");
     }
 
     #[test]

@@ -43,6 +43,12 @@ enum Cmd {
     /// Make the daemon re-read its policy (like SIGHUP); a bad policy is refused and
     /// the running one kept.
     Reload,
+    /// End a user's lockout (and run of failed answers).
+    Unlock {
+        /// The user.
+        #[arg(long)]
+        user: String,
+    },
     /// List or revoke grants (successful step-ups that spare the next prompt).
     #[command(subcommand)]
     Grants(GrantsCmd),
@@ -425,6 +431,13 @@ async fn run(args: Args) -> Result<(), String> {
             };
             let e = proxy.explain(&request).await.map_err(describe)?;
             print_explanation(&e, a.json);
+        }
+        Cmd::Unlock { user } => {
+            if proxy.unlock(&user).await.map_err(describe)? {
+                println!("unlocked {user}");
+            } else {
+                println!("{user} had no failed attempts on record");
+            }
         }
         Cmd::Reload => {
             let summary = proxy.reload().await.map_err(describe)?;

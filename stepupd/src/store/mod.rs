@@ -120,6 +120,17 @@ impl HistoryKind {
     }
 }
 
+/// A user's run of failed answers, for backoff and lockout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureState {
+    /// Consecutive failed answers since the last success or unlock.
+    pub failures: u32,
+    /// Unix time of the last failed answer, 0 if none.
+    pub last_failure: i64,
+    /// Unix time until which the user is locked out, 0 if not.
+    pub locked_until: i64,
+}
+
 /// All durable state.
 pub trait Store: Send + Sync {
     /// Adds a factor and returns its id.
@@ -176,6 +187,19 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<i64>, StoreError>;
     /// Deletes history older than `before`; returns how many events.
     fn purge_history(&self, before: i64) -> Result<usize, StoreError>;
+    /// The user's failure run.
+    fn failure_state(&self, user: &str) -> Result<FailureState, StoreError>;
+    /// Counts a failed answer in one statement; when the run reaches `max_failures`
+    /// the user is locked until `now + lock_for`. Returns the new state.
+    fn record_user_failure(
+        &self,
+        user: &str,
+        now: i64,
+        max_failures: u32,
+        lock_for: i64,
+    ) -> Result<FailureState, StoreError>;
+    /// Ends the run (a success, or `stepupctl unlock`); true if there was one.
+    fn clear_user_failures(&self, user: &str) -> Result<bool, StoreError>;
     /// Whether `user` has logged in with the ssh key `fingerprint` before.
     fn ssh_key_known(&self, user: &str, fingerprint: &str) -> Result<bool, StoreError>;
     /// Remembers that `user` logged in with `fingerprint` at `at`.

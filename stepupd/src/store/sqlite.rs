@@ -6,10 +6,12 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{FactorRecord, Grant, GrantScope, HistoryKind, NewFactor, Store, StoreError};
+use super::{
+    FactorRecord, FailureState, Grant, GrantScope, HistoryKind, NewFactor, Store, StoreError,
+};
 use crate::config::FactorKind;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS factors (
@@ -47,6 +49,12 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_user_kind_at ON history(user, kind, at);
 CREATE INDEX IF NOT EXISTS history_user_kind_origin ON history(user, kind, origin, at);
 CREATE INDEX IF NOT EXISTS history_at ON history(at);
+CREATE TABLE IF NOT EXISTS lockouts (
+    user         TEXT    PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    last_failure INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ssh_keys (
     user        TEXT    NOT NULL,
     fingerprint TEXT    NOT NULL,
@@ -346,6 +354,54 @@ impl Store for SqliteStore {
         self.with(|c| c.execute("DELETE FROM history WHERE at < ?1", params![before]))
     }
 
+    fn failure_state(&self, user: &str) -> Result<FailureState, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT failures, last_failure, locked_until FROM lockouts WHERE user = ?1",
+            )?
+            .query_row(params![user], |r| {
+                Ok(FailureState {
+                    failures: r.get(0)?,
+                    last_failure: r.get(1)?,
+                    locked_until: r.get(2)?,
+                })
+            })
+            .optional()
+            .map(Option::unwrap_or_default)
+        })
+    }
+
+    fn record_user_failure(
+        &self,
+        user: &str,
+        now: i64,
+        max_failures: u32,
+        lock_for: i64,
+    ) -> Result<FailureState, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO lockouts (user, failures, last_failure, locked_until)
+                 VALUES (?1, 1, ?2, CASE WHEN 1 >= ?3 THEN ?2 + ?4 ELSE 0 END)
+                 ON CONFLICT (user) DO UPDATE SET
+                   failures = failures + 1,
+                   last_failure = ?2,
+                   locked_until = CASE WHEN failures + 1 >= ?3 THEN ?2 + ?4 ELSE locked_until END
+                 RETURNING failures, last_failure, locked_until",
+            )?
+            .query_row(params![user, now, max_failures, lock_for], |r| {
+                Ok(FailureState {
+                    failures: r.get(0)?,
+                    last_failure: r.get(1)?,
+                    locked_until: r.get(2)?,
+                })
+            })
+        })
+    }
+
+    fn clear_user_failures(&self, user: &str) -> Result<bool, StoreError> {
+        self.with(|c| Ok(c.execute("DELETE FROM lockouts WHERE user = ?1", params![user])? == 1))
+    }
+
     fn ssh_key_known(&self, user: &str, fingerprint: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.prepare_cached("SELECT 1 FROM ssh_keys WHERE user = ?1 AND fingerprint = ?2")?
@@ -575,6 +631,43 @@ mod tests {
             s.count_history("alice", HistoryKind::Failure, 0).unwrap(),
             1
         );
+    }
+
+    #[test]
+    fn failures_lock_a_user_at_the_threshold_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.failure_state("alice").unwrap(), FailureState::default());
+            assert_eq!(
+                s.record_user_failure("alice", 100, 3, 900)
+                    .unwrap()
+                    .failures,
+                1
+            );
+            assert_eq!(
+                s.record_user_failure("alice", 101, 3, 900)
+                    .unwrap()
+                    .locked_until,
+                0
+            );
+            let st = s.record_user_failure("alice", 102, 3, 900).unwrap();
+            assert_eq!(
+                (st.failures, st.last_failure, st.locked_until),
+                (3, 102, 1002)
+            );
+            assert_eq!(s.failure_state("bob").unwrap().failures, 0);
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            s.failure_state("alice").unwrap().locked_until,
+            1002,
+            "persisted"
+        );
+        assert!(s.clear_user_failures("alice").unwrap());
+        assert!(!s.clear_user_failures("alice").unwrap());
+        assert_eq!(s.failure_state("alice").unwrap(), FailureState::default());
     }
 
     #[test]
