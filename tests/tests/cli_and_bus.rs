@@ -797,3 +797,59 @@ fn daemon_refuses_a_world_readable_host_key() {
     let daemon = Stepupd::start(dir.path(), "");
     daemon.ctl(&["status"]);
 }
+
+#[test]
+fn a_loosened_socket_mode_still_lets_no_user_do_root_things() {
+    let test = "a_loosened_socket_mode_still_lets_no_user_do_root_things";
+    if !skip_unless_root(test) {
+        return;
+    }
+    require_tool("setpriv", "util-linux");
+    let dir = temp_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ctl: PathBuf = dir.path().join("stepupctl");
+    std::fs::copy(stepupctl_bin(), &ctl).expect("cannot copy stepupctl");
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Stepupd::start(dir.path(), "");
+    // An administrator's mistake: the socket and its directory opened to everyone.
+    std::fs::set_permissions(daemon.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(
+        daemon.socket().parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let socket = daemon.socket().display().to_string();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = as_user(TEST_USER, &ctl);
+        cmd.args(["--socket", &socket]).args(args);
+        run_bounded(cmd, PROCESS_TIME_LIMIT)
+    };
+    // The connection works (the peer uid comes from the kernel), the methods do not.
+    let own = as_nobody(&["factors", "list"]);
+    assert_eq!(own.code, Some(0), "{}", own.transcript());
+    for args in [
+        &[
+            "enroll",
+            "totp",
+            "--user",
+            TEST_USER,
+            "--secret",
+            TOTP_SECRET,
+        ][..],
+        &["factors", "list", "--user", "root"],
+        &["explain", "--user", "root", "--service", "sudo"],
+        &["grants", "revoke", "--all"],
+        &["unlock", "--user", "root"],
+        &["reload"],
+    ] {
+        let out = as_nobody(args);
+        assert_ne!(out.code, Some(0), "{args:?}:\n{}", out.transcript());
+        assert!(
+            out.stderr.contains("AccessDenied"),
+            "{args:?}:\n{}",
+            out.transcript()
+        );
+    }
+    let listed = daemon.ctl(&["factors", "list", "--json"]);
+    assert_eq!(listed.stdout.trim(), "[]", "nothing was enrolled");
+}
