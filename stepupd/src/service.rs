@@ -743,23 +743,27 @@ impl Service {
     }
 
     /// Why a step-up cannot be met, and what fixes it.
-    fn unenrolled_reason(&self, reason: &str, ctx: &Context, allowed: &[FactorKind]) -> String {
-        let has_piv = self
-            .store
-            .factors(Some(&ctx.user))
-            .is_ok_and(|f| f.iter().any(|f| f.kind == FactorKind::Piv));
+    /// `has_piv`: the user has a PIV factor enrolled (left out because the request is
+    /// remote or the key is not plugged in).
+    fn unenrolled_reason(
+        reason: &str,
+        ctx: &Context,
+        allowed: &[FactorKind],
+        has_piv: bool,
+    ) -> String {
         let remote_kinds: Vec<FactorKind> = allowed
             .iter()
             .copied()
             .filter(|k| *k != FactorKind::Piv)
             .collect();
-        if has_piv && ctx.rhost.is_none() && allowed.contains(&FactorKind::Piv) {
+        let piv_unusable = has_piv && allowed.contains(&FactorKind::Piv);
+        if piv_unusable && ctx.rhost.is_none() {
             return format!(
                 "{reason} — but {}'s YubiKey (PIV) is not plugged into this host; plug it in and try again",
                 ctx.user
             );
         }
-        if has_piv && ctx.rhost.is_some() && allowed.contains(&FactorKind::Piv) {
+        if piv_unusable {
             return format!(
                 "{reason} — but {}'s YubiKey on this host (PIV) cannot answer a remote login{}",
                 ctx.user,
@@ -880,10 +884,12 @@ impl Service {
                 });
             }
         }
-        let kinds: Vec<FactorKind> = self
+        let records = self
             .store
             .factors(Some(&ctx.user))
-            .map_err(self.fail("factor lookup"))?
+            .map_err(self.fail("factor lookup"))?;
+        let has_piv = records.iter().any(|f| f.kind == FactorKind::Piv);
+        let kinds: Vec<FactorKind> = records
             .into_iter()
             .filter(|f| step_up.factors.contains(&f.kind))
             // A PIV key plugged into this host proves nothing about a remote user, and
@@ -934,7 +940,12 @@ impl Service {
                 unenrolled: true,
             },
             Unenrolled::Deny => Outcome::Deny {
-                reason: self.unenrolled_reason(&decision.reason, ctx, &step_up.factors),
+                reason: Service::unenrolled_reason(
+                    &decision.reason,
+                    ctx,
+                    &step_up.factors,
+                    has_piv,
+                ),
                 unenrolled: true,
             },
         };
