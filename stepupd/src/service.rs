@@ -217,6 +217,14 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The audit event for a refused call.
+fn access_denied(peer: Peer, method: &str) -> Event {
+    Event::new("access_denied")
+        .field("method", method.to_string())
+        .field("uid", peer.uid.to_string())
+        .field("pid", peer.pid.to_string())
+}
+
 fn deny_access(what: &str) -> ServiceError {
     ServiceError::AccessDenied(format!("{what} is only available to root (uid 0)"))
 }
@@ -399,11 +407,7 @@ impl Service {
         if !user.is_empty() && user != me.name {
             self.audit.emit(
                 Severity::Warning,
-                &Event::new("access_denied")
-                    .field("method", method.to_string())
-                    .field("uid", peer.uid.to_string())
-                    .field("pid", peer.pid.to_string())
-                    .field("user", user.to_string()),
+                &access_denied(peer, method).field("user", user.to_string()),
             );
             return Err(ServiceError::AccessDenied(format!(
                 "only root may ask about another user ({method})"
@@ -1383,13 +1387,8 @@ impl Service {
         if peer.uid == 0 {
             return Ok(());
         }
-        self.audit.emit(
-            Severity::Warning,
-            &Event::new("access_denied")
-                .field("method", method.to_string())
-                .field("uid", peer.uid.to_string())
-                .field("pid", peer.pid.to_string()),
-        );
+        self.audit
+            .emit(Severity::Warning, &access_denied(peer, method));
         Err(deny_access(method))
     }
 
