@@ -698,7 +698,7 @@ impl Service {
         let challenge_id = crypto::random_id().map_err(self.fail("random"))?;
         let timeout = step_up.challenge_timeout;
         let kind_names: Vec<String> = kinds.iter().map(|k| k.as_str().to_string()).collect();
-        self.purge_expired();
+        self.prune_pending();
         self.challenges
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1064,10 +1064,9 @@ impl Service {
         }
     }
 
-    /// Drops expired challenges, enrolments and grants, and (every ten minutes)
-    /// history older than any signal looks back. Called on new challenges and by the
-    /// daemon once a minute.
-    pub fn purge_expired(&self) {
+    /// Drops expired challenges and enrolments from memory. Cheap, so it runs as new
+    /// ones are added; everything that touches the store waits for housekeeping.
+    fn prune_pending(&self) {
         let now = Instant::now();
         self.challenges
             .lock()
@@ -1077,10 +1076,19 @@ impl Service {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, e| e.expires > now);
+    }
+
+    /// Housekeeping, run by the daemon once a minute: expired challenges, enrolments
+    /// and grants, idle velocity windows, and (every ten minutes) history older than
+    /// any signal looks back. Expired grants never count meanwhile (lookups compare
+    /// their expiry), so deleting them can wait.
+    pub fn purge_expired(&self) {
+        self.prune_pending();
+        let config = self.config();
         let now_s = unix_now() as i64;
         let _ = self.store.purge_expired_grants(now_s);
         // Users whose last decision left the velocity window take no memory.
-        let window = self.config().signals.velocity_window.0.as_secs() as i64;
+        let window = config.signals.velocity_window.0.as_secs() as i64;
         self.velocity
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1088,7 +1096,6 @@ impl Service {
         let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
         if last.elapsed() >= PURGE_EVERY {
             *last = Instant::now();
-            let config = self.config();
             let keep = (i64::from(config.signals.new_origin_days) * 86_400)
                 .max(config.signals.failures_window.0.as_secs() as i64);
             let _ = self.store.purge_history(now_s - keep);
@@ -1462,7 +1469,7 @@ impl Service {
             secret_base32: totp::encode_base32(&secret),
             otpauth_uri: totp::otpauth_uri(&secret, &params, "stepup", &account),
         };
-        self.purge_expired();
+        self.prune_pending();
         self.enrolments
             .lock()
             .unwrap_or_else(|p| p.into_inner())
