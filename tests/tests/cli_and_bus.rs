@@ -75,18 +75,6 @@ fn factors(daemon: &Stepupd) -> Vec<Json> {
         .to_vec()
 }
 
-fn str_field<'a>(v: &'a Json, key: &str) -> &'a str {
-    v.get(key)
-        .and_then(Json::as_str)
-        .unwrap_or_else(|| panic!("no string {key:?} in {v:?}"))
-}
-
-fn int_field(v: &Json, key: &str) -> i64 {
-    v.get(key)
-        .and_then(Json::as_i64)
-        .unwrap_or_else(|| panic!("no integer {key:?} in {v:?}"))
-}
-
 fn assert_failed(out: &Finished) {
     assert!(
         out.code.is_some_and(|c| c != 0),
@@ -262,16 +250,16 @@ fn interactive_totp_enrolment_asks_for_one_code_and_refuses_a_wrong_one() {
     let out = dialogue.finish(PROCESS_TIME_LIMIT);
     out.assert_success();
     let result = json_stdout(&out);
-    let id = int_field(&result, "id");
-    assert_eq!(str_field(&result, "user"), TEST_USER);
-    assert_eq!(str_field(&result, "kind"), "totp");
-    assert_eq!(str_field(&result, "otpauth_uri"), uri);
+    let id = json_int(&result, "id");
+    assert_eq!(json_str(&result, "user"), TEST_USER);
+    assert_eq!(json_str(&result, "kind"), "totp");
+    assert_eq!(json_str(&result, "otpauth_uri"), uri);
 
     let listed = factors(&daemon);
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(int_field(&listed[0], "id"), id);
-    assert_eq!(str_field(&listed[0], "user"), TEST_USER);
-    assert_eq!(str_field(&listed[0], "kind"), "totp");
+    assert_eq!(json_int(&listed[0], "id"), id);
+    assert_eq!(json_str(&listed[0], "user"), TEST_USER);
+    assert_eq!(json_str(&listed[0], "kind"), "totp");
 }
 
 #[test]
@@ -330,13 +318,13 @@ fn provisioned_secret_is_enrolled_listed_and_removed() {
     let listed = factors(&daemon);
     assert_eq!(listed.len(), 1, "{listed:?}");
     let f = &listed[0];
-    assert_eq!(int_field(f, "id"), id);
-    assert_eq!(str_field(f, "user"), TEST_USER);
-    assert_eq!(str_field(f, "kind"), "totp");
-    assert_eq!(str_field(f, "label"), "phone");
-    assert_eq!(int_field(f, "failures"), 0);
-    assert_eq!(int_field(f, "last_used"), 0);
-    assert!(int_field(f, "created") > 0, "{f:?}");
+    assert_eq!(json_int(f, "id"), id);
+    assert_eq!(json_str(f, "user"), TEST_USER);
+    assert_eq!(json_str(f, "kind"), "totp");
+    assert_eq!(json_str(f, "label"), "phone");
+    assert_eq!(json_int(f, "failures"), 0);
+    assert_eq!(json_int(f, "last_used"), 0);
+    assert!(json_int(f, "created") > 0, "{f:?}");
     let out = daemon.ctl(&["factors", "list", "--user", TEST_USER, "--json"]);
     assert_eq!(json_stdout(&out), Json::Arr(listed.clone()));
     let out = daemon.ctl(&["factors", "list", "--user", "root", "--json"]);
@@ -405,14 +393,14 @@ fn status_reports_the_policy_and_transports() {
     let out = daemon.ctl(&["status", "--json"]);
     let status = json_stdout(&out);
     let config = dir.path().join("stepupd.toml").display().to_string();
-    assert_eq!(str_field(&status, "config"), config);
-    assert_eq!(int_field(&status, "rules"), 2);
-    assert_eq!(int_field(&status, "factors"), 1);
-    assert_eq!(int_field(&status, "pending_challenges"), 0);
-    assert!(int_field(&status, "uptime_s") >= 0);
-    assert!(!str_field(&status, "version").is_empty());
+    assert_eq!(json_str(&status, "config"), config);
+    assert_eq!(json_int(&status, "rules"), 2);
+    assert_eq!(json_int(&status, "factors"), 1);
+    assert_eq!(json_int(&status, "pending_challenges"), 0);
+    assert!(json_int(&status, "uptime_s") >= 0);
+    assert!(!json_str(&status, "version").is_empty());
     assert_eq!(
-        str_field(&status, "transports"),
+        json_str(&status, "transports"),
         format!("p2p:{}", daemon.socket().display()),
         "bus = \"none\": the socket only"
     );
@@ -504,7 +492,7 @@ fn system_bus_serves_anyone_and_the_daemon_authorizes_each_method() {
         bus.stderr()
     );
     let out = daemon.ctl(&["status", "--json"]);
-    let transports = str_field(&json_stdout(&out), "transports").to_string();
+    let transports = json_str(&json_stdout(&out), "transports").to_string();
     assert!(
         transports.contains("p2p:") && transports.contains("system-bus"),
         "{transports}"
@@ -514,7 +502,7 @@ fn system_bus_serves_anyone_and_the_daemon_authorizes_each_method() {
     let out = bus_ctl(&bus, &ctl, None, &["status", "--json"]);
     out.assert_success();
     assert!(
-        str_field(&json_stdout(&out), "transports").contains("system-bus"),
+        json_str(&json_stdout(&out), "transports").contains("system-bus"),
         "{}",
         out.transcript()
     );
@@ -528,7 +516,7 @@ fn system_bus_serves_anyone_and_the_daemon_authorizes_each_method() {
             ],
         );
         out.assert_success();
-        int_field(&json_stdout(&out), "id")
+        json_int(&json_stdout(&out), "id")
     };
     let nobody_factor = enrol(TEST_USER, TOTP_SECRET);
     let root_factor = enrol("root", OTHER_SECRET);
@@ -544,7 +532,7 @@ fn system_bus_serves_anyone_and_the_daemon_authorizes_each_method() {
     // nobody: status works.
     let out = bus_ctl(&bus, &ctl, Some(TEST_USER), &["status", "--json"]);
     out.assert_success();
-    assert_eq!(int_field(&json_stdout(&out), "rules"), 0);
+    assert_eq!(json_int(&json_stdout(&out), "rules"), 0);
 
     // nobody lists their own factors only, with or without --user.
     for args in [
@@ -556,8 +544,8 @@ fn system_bus_serves_anyone_and_the_daemon_authorizes_each_method() {
         let listed = json_stdout(&out);
         let listed = listed.as_array().expect("an array");
         assert_eq!(listed.len(), 1, "{}", out.transcript());
-        assert_eq!(int_field(&listed[0], "id"), nobody_factor);
-        assert_eq!(str_field(&listed[0], "user"), TEST_USER);
+        assert_eq!(json_int(&listed[0], "id"), nobody_factor);
+        assert_eq!(json_str(&listed[0], "user"), TEST_USER);
     }
 
     // nobody may not look at root's factors, enrol, or remove.

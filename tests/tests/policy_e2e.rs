@@ -85,18 +85,6 @@ fn json(text: &str) -> Json {
     Json::parse(text.trim())
 }
 
-fn str_of<'a>(v: &'a Json, key: &str) -> &'a str {
-    v.get(key)
-        .and_then(Json::as_str)
-        .unwrap_or_else(|| panic!("no string {key:?} in {v:?}"))
-}
-
-fn int_of(v: &Json, key: &str) -> i64 {
-    v.get(key)
-        .and_then(Json::as_i64)
-        .unwrap_or_else(|| panic!("no integer {key:?} in {v:?}"))
-}
-
 fn strings_of(v: &Json, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Json::as_array)
@@ -207,11 +195,11 @@ fn off_hours_rule_steps_up_real_sudo_only_outside_business_hours() {
         );
         let noon = json(section(&out, "=== explain-noon", "=== sudo"));
         assert_eq!(
-            str_of(&noon, "outcome"),
+            json_str(&noon, "outcome"),
             "allow",
             "--at a Wednesday noon is inside business hours whatever the clock: {noon:?}\n{ctx}"
         );
-        assert_eq!(str_of(&noon, "rule"), "", "{ctx}");
+        assert_eq!(json_str(&noon, "rule"), "", "{ctx}");
 
         let sudo = section(&out, "=== sudo", "=== audit");
         let audit = section(&out, "=== audit", "=== end");
@@ -220,8 +208,12 @@ fn off_hours_rule_steps_up_real_sudo_only_outside_business_hours() {
             "sudo asked its password:\n{ctx}"
         );
         if business {
-            assert_eq!(str_of(&now, "outcome"), "allow", "explain: {now:?}\n{ctx}");
-            assert_eq!(str_of(&now, "rule"), "", "{ctx}");
+            assert_eq!(
+                json_str(&now, "outcome"),
+                "allow",
+                "explain: {now:?}\n{ctx}"
+            );
+            assert_eq!(json_str(&now, "rule"), "", "{ctx}");
             assert!(
                 !sudo.contains("Step-up required") && !sudo.contains("Enter the code"),
                 "no step-up prompt in business hours:\n{ctx}"
@@ -238,13 +230,13 @@ fn off_hours_rule_steps_up_real_sudo_only_outside_business_hours() {
             assert!(!audit.contains("decision=challenge"), "{ctx}");
         } else {
             assert_eq!(
-                str_of(&now, "outcome"),
+                json_str(&now, "outcome"),
                 "challenge",
                 "explain agrees with sudo: {now:?}\n{ctx}"
             );
-            assert_eq!(str_of(&now, "rule"), "root-offhours", "{ctx}");
+            assert_eq!(json_str(&now, "rule"), "root-offhours", "{ctx}");
             assert!(
-                str_of(&now, "reason").contains("root command outside business hours"),
+                json_str(&now, "reason").contains("root command outside business hours"),
                 "{ctx}"
             );
             assert!(
@@ -387,11 +379,11 @@ echo "=== root:end"
     let before = json(section(&out, "=== root:list-before", "=== root:revoke"));
     let before = before.as_array().expect("grants list --json is an array");
     assert_eq!(before.len(), 1, "one grant before revoking:\n{out}");
-    assert_eq!(str_of(&before[0], "rule"), "id-command", "{out}");
-    assert_eq!(str_of(&before[0], "user"), "stepup-demo", "{out}");
-    assert_eq!(str_of(&before[0], "target"), "root", "{out}");
-    assert_eq!(str_of(&before[0], "service"), "sudo", "{out}");
-    let lifetime = int_of(&before[0], "expires") - int_of(&before[0], "created");
+    assert_eq!(json_str(&before[0], "rule"), "id-command", "{out}");
+    assert_eq!(json_str(&before[0], "user"), "stepup-demo", "{out}");
+    assert_eq!(json_str(&before[0], "target"), "root", "{out}");
+    assert_eq!(json_str(&before[0], "service"), "sudo", "{out}");
+    let lifetime = json_int(&before[0], "expires") - json_int(&before[0], "created");
     assert_eq!(lifetime, 15 * 60, "reauth = \"15m\":\n{out}");
     let revoke = section(&out, "=== root:revoke", "=== root:list-after");
     assert!(
@@ -612,8 +604,8 @@ fn reload_under_load_drops_no_decision() {
             }
             // The running policy is the last good one, whatever happened since.
             let st = status();
-            assert_eq!(str_of(&st, "config"), config_name, "reload {i}: {st:?}");
-            assert_eq!(int_of(&st, "rules"), rules_now, "reload {i}: {st:?}");
+            assert_eq!(json_str(&st, "config"), config_name, "reload {i}: {st:?}");
+            assert_eq!(json_int(&st, "rules"), rules_now, "reload {i}: {st:?}");
             assert_eq!(
                 flip(),
                 flip_now,
@@ -801,16 +793,16 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
 
     // Unenrolled: the step-up cannot be met, so deny, saying how to enrol.
     let e = explain(&daemon, &remote_off_hours);
-    assert_eq!(str_of(&e, "outcome"), "deny", "{e:?}");
-    assert_eq!(str_of(&e, "rule"), "risky-remote", "{e:?}");
+    assert_eq!(json_str(&e, "outcome"), "deny", "{e:?}");
+    assert_eq!(json_str(&e, "rule"), "risky-remote", "{e:?}");
     assert_eq!(
         strings_of(&e, "signals"),
         ["new_origin=40", "off_hours=20"],
         "{e:?}"
     );
-    assert_eq!(int_of(&e, "risk"), 60, "{e:?}");
+    assert_eq!(json_int(&e, "risk"), 60, "{e:?}");
     assert!(
-        str_of(&e, "reason").contains("stepupctl enroll totp"),
+        json_str(&e, "reason").contains("stepupctl enroll totp"),
         "{e:?}"
     );
 
@@ -818,16 +810,16 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
     let factors_before = daemon.ctl(&["factors", "list", "--json"]).stdout;
 
     let e = explain(&daemon, &remote_off_hours);
-    assert_eq!(str_of(&e, "outcome"), "challenge", "{e:?}");
-    assert_eq!(str_of(&e, "rule"), "risky-remote", "{e:?}");
+    assert_eq!(json_str(&e, "outcome"), "challenge", "{e:?}");
+    assert_eq!(json_str(&e, "rule"), "risky-remote", "{e:?}");
     assert_eq!(
         strings_of(&e, "signals"),
         ["new_origin=40", "off_hours=20"],
         "{e:?}"
     );
-    assert_eq!(int_of(&e, "risk"), 60, "{e:?}");
+    assert_eq!(json_int(&e, "risk"), 60, "{e:?}");
     assert_eq!(strings_of(&e, "factors"), ["totp"], "{e:?}");
-    assert_eq!(str_of(&e, "reauth"), "8h", "{e:?}");
+    assert_eq!(json_str(&e, "reauth"), "8h", "{e:?}");
 
     // The same risk from inside the office network: the origin condition fails.
     let e = explain(
@@ -843,9 +835,9 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
             OFF_HOURS_AT,
         ],
     );
-    assert_eq!(str_of(&e, "outcome"), "allow", "{e:?}");
-    assert_eq!(str_of(&e, "rule"), "", "{e:?}");
-    assert_eq!(int_of(&e, "risk"), 60, "{e:?}");
+    assert_eq!(json_str(&e, "outcome"), "allow", "{e:?}");
+    assert_eq!(json_str(&e, "rule"), "", "{e:?}");
+    assert_eq!(json_int(&e, "risk"), 60, "{e:?}");
     // In business hours only new_origin fires: 40 < 50.
     let e = explain(
         &daemon,
@@ -860,9 +852,9 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
             BUSINESS_AT,
         ],
     );
-    assert_eq!(str_of(&e, "outcome"), "allow", "{e:?}");
+    assert_eq!(json_str(&e, "outcome"), "allow", "{e:?}");
     assert_eq!(strings_of(&e, "signals"), ["new_origin=40"], "{e:?}");
-    assert_eq!(int_of(&e, "risk"), 40, "{e:?}");
+    assert_eq!(json_int(&e, "risk"), 40, "{e:?}");
 
     // A candidate policy is judged instead of the running one, which stays.
     let candidate = dir.path().join("candidate.toml");
@@ -871,8 +863,8 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
     let mut with_candidate = remote_off_hours.to_vec();
     with_candidate.extend_from_slice(&["--policy", &candidate_name]);
     let e = explain(&daemon, &with_candidate);
-    assert_eq!(str_of(&e, "rule"), "candidate-remote", "{e:?}");
-    assert_eq!(str_of(&e, "outcome"), "deny", "{e:?}");
+    assert_eq!(json_str(&e, "rule"), "candidate-remote", "{e:?}");
+    assert_eq!(json_str(&e, "outcome"), "deny", "{e:?}");
     assert!(
         strings_of(&e, "notes")
             .iter()
@@ -880,10 +872,10 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
         "{e:?}"
     );
     let e = explain(&daemon, &remote_off_hours);
-    assert_eq!(str_of(&e, "rule"), "risky-remote", "{e:?}");
+    assert_eq!(json_str(&e, "rule"), "risky-remote", "{e:?}");
     let st = json(&daemon.ctl(&["status", "--json"]).stdout);
-    assert_eq!(str_of(&st, "config"), config_name, "{st:?}");
-    assert_eq!(int_of(&st, "rules"), 2, "{st:?}");
+    assert_eq!(json_str(&st, "config"), config_name, "{st:?}");
+    assert_eq!(json_int(&st, "rules"), 2, "{st:?}");
 
     // A candidate with an error: refused, pointing at file:line:col.
     let broken = dir.path().join("broken-candidate.toml");
@@ -926,13 +918,13 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
     let out = as_nobody(&remote_off_hours);
     out.assert_success();
     let own = json(&out.stdout);
-    assert_eq!(str_of(&own, "outcome"), "challenge", "{own:?}");
-    assert_eq!(str_of(&own, "rule"), "risky-remote", "{own:?}");
+    assert_eq!(json_str(&own, "outcome"), "challenge", "{own:?}");
+    assert_eq!(json_str(&own, "rule"), "risky-remote", "{own:?}");
 
     // Velocity: explains never count as decisions.
     for n in 1..=5 {
         let e = explain(&daemon, &["--user", TEST_USER, "--service", BUSY]);
-        assert_eq!(str_of(&e, "outcome"), "allow", "explain {n}: {e:?}");
+        assert_eq!(json_str(&e, "outcome"), "allow", "explain {n}: {e:?}");
         assert!(
             !strings_of(&e, "signals")
                 .iter()
@@ -968,8 +960,8 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
     );
     // Explain now sees the window, read-only.
     let e = explain(&daemon, &["--user", TEST_USER, "--service", BUSY]);
-    assert_eq!(str_of(&e, "outcome"), "deny", "{e:?}");
-    assert_eq!(str_of(&e, "rule"), "too-fast", "{e:?}");
+    assert_eq!(json_str(&e, "outcome"), "deny", "{e:?}");
+    assert_eq!(json_str(&e, "rule"), "too-fast", "{e:?}");
     assert!(
         strings_of(&e, "signals").contains(&"velocity=25".to_string()),
         "{e:?}"
@@ -981,7 +973,7 @@ fn explain_reports_rule_signals_risk_and_changes_nothing() {
         &daemon,
         &["--user", TEST_USER, "--service", BUSY, "--at", &tomorrow],
     );
-    assert_eq!(str_of(&e, "outcome"), "allow", "{e:?}");
+    assert_eq!(json_str(&e, "outcome"), "allow", "{e:?}");
     assert_eq!(
         transaction(),
         PAM_PERM_DENIED,

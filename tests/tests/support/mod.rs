@@ -1492,3 +1492,17 @@ pub fn run_wrapped(
     );
     text
 }
+
+/// The string at `key` of a JSON object; fails the test if it is missing.
+pub fn json_str<'a>(v: &'a Json, key: &str) -> &'a str {
+    v.get(key)
+        .and_then(Json::as_str)
+        .unwrap_or_else(|| panic!("no string {key:?} in {v:?}"))
+}
+
+/// The integer at `key` of a JSON object; fails the test if it is missing.
+pub fn json_int(v: &Json, key: &str) -> i64 {
+    v.get(key)
+        .and_then(Json::as_i64)
+        .unwrap_or_else(|| panic!("no integer {key:?} in {v:?}"))
+}
