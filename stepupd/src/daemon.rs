@@ -81,6 +81,9 @@ pub enum StartError {
     /// The socket cannot be bound.
     #[error("{0}")]
     Ipc(#[from] ipc::IpcError),
+    /// systemd passed a socket stepupd cannot use.
+    #[error("{0}")]
+    Activation(#[from] crate::systemd::ActivationError),
     /// The async runtime failed.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
@@ -122,6 +125,21 @@ fn signal_channel() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<libc
     Ok(rx)
 }
 
+/// Creates what the daemon needs before its first start — the host key and the state
+/// database, with safe modes — and checks both; idempotent. Package scripts run it
+/// because the hardened unit sees /etc read-only.
+pub fn init(source: &ConfigSource, overrides: &Overrides) -> Result<String, StartError> {
+    let mut config = source.load()?;
+    overrides.apply(&mut config);
+    HostKey::load_or_create(&config.store.host_key)?;
+    SqliteStore::open(&config.store.path)?;
+    Ok(format!(
+        "host key {} and state {} are ready",
+        config.store.host_key.display(),
+        config.store.path.display()
+    ))
+}
+
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the policy.
 pub fn run(
     source: ConfigSource,
@@ -131,6 +149,10 @@ pub fn run(
     let mut config = source.load()?;
     overrides.apply(&mut config);
     let audit = AuditLog::new(&config.audit.syslog_socket, audit_stderr);
+    // Under stepupd.socket, systemd owns the socket file: it is not bound here, and not
+    // removed at exit, so it outlives restarts.
+    let activated = crate::systemd::take_listener(&config.daemon.socket)?;
+    let notifier = crate::systemd::Notifier::from_env();
     let mut signals = signal_channel()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -143,14 +165,20 @@ pub fn run(
         let rules = config.rules.len();
         // The socket first: a daemon refused for its socket must not leave a new host
         // key or database behind.
-        let listener = ipc::bind_socket(&socket_path)?;
+        let owns_socket_file = activated.is_none();
+        let listener = match activated {
+            Some(l) => tokio::net::UnixListener::from_std(l)?,
+            None => ipc::bind_socket(&socket_path)?,
+        };
         let opened = HostKey::load_or_create(&config.store.host_key)
             .map_err(StartError::from)
             .and_then(|key| Ok((key, SqliteStore::open(&config.store.path)?)));
         let (key, store) = match opened {
             Ok(v) => v,
             Err(e) => {
-                let _ = std::fs::remove_file(&socket_path);
+                if owns_socket_file {
+                    let _ = std::fs::remove_file(&socket_path);
+                }
                 return Err(e);
             }
         };
@@ -191,21 +219,31 @@ pub fn run(
                 .field("rules", rules.to_string())
                 .field("socket", socket_path.display().to_string()),
         );
-        eprintln!(
-            "stepupd: serving {} ({} from {origin})",
+        let serving = format!(
+            "serving {} ({} from {origin})",
             socket_path.display(),
             crate::config::count_rules(rules)
         );
+        eprintln!("stepupd: {serving}");
+        notifier.notify(&format!("READY=1\nSTATUS={serving}"));
         while let Some(sig) = signals.recv().await {
             if sig != libc::SIGHUP {
                 break;
             }
-            let _ = service.reload_from_source();
+            notifier.reloading();
+            let status = match service.reload_from_source() {
+                Ok(summary) => summary,
+                Err(e) => format!("reload rejected, running policy kept: {e}"),
+            };
+            notifier.notify(&format!("READY=1\nSTATUS={}", status.replace('\n', " ")));
         }
+        notifier.notify("STOPPING=1");
         service
             .audit()
             .emit(Severity::Notice, &Event::new("daemon_stop"));
-        let _ = std::fs::remove_file(&socket_path);
+        if owns_socket_file {
+            let _ = std::fs::remove_file(&socket_path);
+        }
         Ok(())
     })
 }

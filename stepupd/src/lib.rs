@@ -23,3 +23,4 @@ pub mod service;
 pub mod sshkey;
 pub mod store;
 pub mod sudo_args;
+pub mod systemd;

@@ -473,3 +473,57 @@ cat "$STEPUP_AUDIT_LOG"
         "the AES key never reaches the audit trail"
     );
 }
+
+#[test]
+fn daemon_under_the_shipped_unit_sandboxing_still_steps_up_real_sudo() {
+    if !ready("daemon_under_the_shipped_unit_sandboxing_still_steps_up_real_sudo") {
+        return;
+    }
+    let unit = support::repo_root().join("packaging/systemd/stepupd.service");
+    let unit = unit.to_str().expect("repository path is UTF-8");
+    let r = as_user(
+        &["--daemon-unit", unit],
+        &format!(
+            r#"printf '%s\n' "$STEPUP_PASSWORD" | sudo -S true
+{WAIT_FOR_FRESH_STEP}
+code=$(oathtool --totp -b "$STEPUP_SECRET")
+echo "=== right"
+printf '%s\n' "$code" | sudo -S visudo -c
+echo "right_exit=$?"
+echo "=== replay"
+printf '%s\n' "$code" | sudo -S visudo -c
+echo "replay_exit=$?"
+echo "=== end""#
+        ),
+        r#"echo "=== daemon"
+grep -E '^(CapBnd|CapEff|NoNewPrivs):' /proc/$STEPUP_DAEMON_PID/status
+nsenter -t $STEPUP_DAEMON_PID -m touch /etc/stepup-must-not-exist 2>&1 || echo "etc_write_refused"
+cat "$STEPUP_DAEMON_LOG"
+echo "=== done""#,
+    );
+    let daemon = section(&r.out, "=== daemon", "=== done");
+    // CAP_SYS_PTRACE is bit 19: the only capability the unit leaves.
+    assert!(
+        daemon.contains("CapBnd:\t0000000000080000") && daemon.contains("NoNewPrivs:\t1"),
+        "the daemon ran with the unit's restrictions:\n{}",
+        r.out
+    );
+    assert!(
+        daemon.contains("Read-only file system") && daemon.contains("etc_write_refused"),
+        "the system is read-only for the daemon:\n{}",
+        r.out
+    );
+    let right = section(&r.out, "=== right", "=== replay");
+    assert!(
+        right.contains("Step-up required") && right.contains("parsed OK"),
+        "the hardened daemon read sudo's /proc entries and stepped up:\n{}",
+        r.out
+    );
+    assert!(right.contains("right_exit=0"), "{}", r.out);
+    let replay = section(&r.out, "=== replay", "=== end");
+    assert!(
+        replay.contains("That code was already used") && replay.contains("replay_exit=1"),
+        "the used step was stored in the writable state dir:\n{}",
+        r.out
+    );
+}

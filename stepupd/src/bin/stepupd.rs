@@ -22,6 +22,10 @@ struct Args {
     /// Run on the embedded default config even if /etc/stepup/stepupd.toml exists.
     #[arg(long, conflicts_with = "config")]
     embedded_default: bool,
+    /// Create the host key and the state database if missing (safe modes), check
+    /// both, and exit. Run once at installation, before the first start.
+    #[arg(long)]
+    init: bool,
     /// Print the embedded default config and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -95,6 +99,18 @@ fn main() -> ExitCode {
     } else {
         daemon::ConfigSource::File(args.config)
     };
+    if args.init {
+        return match daemon::init(&source, &overrides) {
+            Ok(done) => {
+                println!("stepupd: {done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("stepupd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match daemon::run(source, overrides, args.audit_stderr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
