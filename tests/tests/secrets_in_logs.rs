@@ -2,12 +2,13 @@
 //! credential and answering a challenge wrongly and rightly through the real module in
 //! real libpam, neither the daemon's syslog records nor its `--audit-stderr` copy
 //! contain the TOTP secret (base32, hex or raw), the AES key, the private id, or any
-//! typed code. (The module runs with `debug`; its own lines go to the host's syslog
-//! and are not captured here — they carry only outcomes and request ids, see
-//! pam_stepup/src/flow.rs.) Needs root.
+//! typed code. The module runs with `debug` in a private mount namespace whose
+//! `/dev/log` is this test's socket, so its own pam_syslog lines are captured and
+//! searched too. Needs root (and unshare, from util-linux).
 
 mod support;
 
+use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use support::{
@@ -58,13 +59,57 @@ fn no_enrolled_secret_or_typed_code_appears_in_any_log() {
     wait_for_room_in_totp_step(Duration::from_secs(8));
     let wrong = wrong_totp(TOTP_SECRET, 3);
     let right = totp_now(TOTP_SECRET);
+    // The module's syslog(3) lines go to /dev/log: in a private mount namespace, /dev
+    // is a tmpfs holding the usual device nodes and, as `log`, this test's socket.
+    let dev_log = dir.path().join("dev-log.sock");
+    let module_log = UnixDatagram::bind(&dev_log).unwrap();
+    module_log.set_nonblocking(true).unwrap();
+    let private_dev = dir.path().join("dev");
+    let dev_script = r#"set -e
+d=$1; log=$2; shift 2
+mkdir -p "$d"
+mount -t tmpfs -o mode=0755 tmpfs "$d"
+for n in null zero full random urandom tty; do
+  touch "$d/$n"; mount --bind "/dev/$n" "$d/$n"
+done
+touch "$d/log"; mount --bind "$log" "$d/log"
+mount --rbind "$d" /dev
+exec "$@""#;
     let run = Harness::new(&pam, "secret-test")
+        .wrapped_in(&[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "bash",
+            "-c",
+            dev_script,
+            "bash",
+            private_dev.to_str().unwrap(),
+            dev_log.to_str().unwrap(),
+        ])
         .phase("account")
         .answer(&wrong)
         .answer(&right)
         .run();
     run.assert_results(&[("account", 0)]);
-    let logs = format!("{}\n{}", daemon.audit_records().join("\n"), daemon.stderr());
+    let mut module_lines = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = module_log.recv(&mut buf) {
+        module_lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let module_lines = module_lines.join("\n");
+    assert!(
+        module_lines.contains("pam_stepup") && module_lines.contains("event=decision"),
+        "the module's debug lines were captured:\n{module_lines}\n{}",
+        run.transcript()
+    );
+    let logs = format!(
+        "{}\n{}\n{module_lines}",
+        daemon.audit_records().join("\n"),
+        daemon.stderr()
+    );
     assert!(
         logs.contains("event=verify"),
         "the logs were captured:\n{logs}"

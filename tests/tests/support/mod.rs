@@ -623,6 +623,7 @@ pub struct Harness<'a> {
     answers: Vec<String>,
     report_resources: bool,
     extra: Vec<String>,
+    wrapper: Vec<String>,
 }
 
 impl<'a> Harness<'a> {
@@ -636,7 +637,14 @@ impl<'a> Harness<'a> {
             answers: Vec::new(),
             report_resources: false,
             extra: Vec::new(),
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Runs the harness as `WRAPPER... pam_harness ARGS` (a namespace, valgrind).
+    pub fn wrapped_in(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|w| w.to_string()).collect();
+        self
     }
 
     /// `--user`.
@@ -671,7 +679,14 @@ impl<'a> Harness<'a> {
 
     /// Runs the harness, bounded by [`PROCESS_TIME_LIMIT`].
     pub fn run(self) -> HarnessRun {
-        let mut cmd = Command::new(pam_harness_bin());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(pam_harness_bin());
+                c
+            }
+            None => Command::new(pam_harness_bin()),
+        };
         cmd.arg("--confdir")
             .arg(self.confdir)
             .arg("--service")
