@@ -200,6 +200,20 @@ pub struct Status {
     pub transports: String,
     /// Decisions made since start.
     pub decisions: u64,
+    /// Where audit records go: `syslog:PATH` or `journal:PATH`.
+    pub audit_sink: String,
+    /// Audit events waiting in the daemon's queue now.
+    pub audit_queued: u64,
+    /// Audit records delivered since start.
+    pub audit_written: u64,
+    /// Audit events that could not be queued (queue full) or delivered, since start.
+    pub audit_dropped: u64,
+    /// Failed audit delivery attempts since start (each is retried).
+    pub audit_errors: u64,
+    /// This run's audit chain epoch (hex).
+    pub audit_epoch: String,
+    /// The newest audit record's sequence number in that epoch.
+    pub audit_seq: u64,
 }
 
 /// A what-if question for `Explain`: the transaction to judge, as an admin describes

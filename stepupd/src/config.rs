@@ -266,14 +266,37 @@ impl Default for StoreSection {
 pub struct AuditSection {
     /// Datagram socket of the syslog daemon.
     pub syslog_socket: PathBuf,
+    /// Whether records go to the journal's native socket instead of syslog.
+    pub journal: JournalMode,
+    /// The journal's native socket.
+    pub journal_socket: PathBuf,
+    /// Key of the records' hash chain; `None`: `audit.key` next to the host key.
+    pub key: Option<PathBuf>,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
         AuditSection {
             syslog_socket: PathBuf::from("/dev/log"),
+            journal: JournalMode::Auto,
+            journal_socket: PathBuf::from("/run/systemd/journal/socket"),
+            key: None,
         }
     }
+}
+
+/// `[audit] journal`: where each record goes (exactly one place, never both, so
+/// auth.log gets no duplicates when journald forwards to syslog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalMode {
+    /// The journal when the syslog socket is journald's own (`/dev/log` on systemd
+    /// hosts), else syslog.
+    Auto,
+    /// Always the journal's native socket.
+    Always,
+    /// Always the syslog socket.
+    Never,
 }
 
 /// `[defaults]`.

@@ -84,6 +84,9 @@ pub enum StartError {
     /// systemd passed a socket stepupd cannot use.
     #[error("{0}")]
     Activation(#[from] crate::systemd::ActivationError),
+    /// The audit trail cannot be opened (its key).
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// The async runtime failed.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
@@ -133,6 +136,13 @@ pub fn init(source: &ConfigSource, overrides: &Overrides) -> Result<String, Star
     overrides.apply(&mut config);
     HostKey::load_or_create(&config.store.host_key)?;
     SqliteStore::open(&config.store.path)?;
+    // The audit chain's key lives beside the host key, in /etc as well.
+    crate::audit::AuditSettings::from_config(
+        &config.audit,
+        &config.store.host_key,
+        &config.store.path,
+        false,
+    )?;
     Ok(format!(
         "host key {} and state {} are ready",
         config.store.host_key.display(),
@@ -148,7 +158,6 @@ pub fn run(
 ) -> Result<(), StartError> {
     let mut config = source.load()?;
     overrides.apply(&mut config);
-    let audit = AuditLog::new(&config.audit.syslog_socket, audit_stderr);
     // Under stepupd.socket, systemd owns the socket file: it is not bound here, and not
     // removed at exit, so it outlives restarts.
     let activated = crate::systemd::take_listener(&config.daemon.socket)?;
@@ -172,8 +181,17 @@ pub fn run(
         };
         let opened = HostKey::load_or_create(&config.store.host_key)
             .map_err(StartError::from)
-            .and_then(|key| Ok((key, SqliteStore::open(&config.store.path)?)));
-        let (key, store) = match opened {
+            .and_then(|key| Ok((key, SqliteStore::open(&config.store.path)?)))
+            .and_then(|(key, store)| {
+                let settings = crate::audit::AuditSettings::from_config(
+                    &config.audit,
+                    &config.store.host_key,
+                    &config.store.path,
+                    audit_stderr,
+                )?;
+                Ok((key, store, AuditLog::open(settings)?))
+            });
+        let (key, store, audit) = match opened {
             Ok(v) => v,
             Err(e) => {
                 if owns_socket_file {
@@ -241,6 +259,11 @@ pub fn run(
         service
             .audit()
             .emit(Severity::Notice, &Event::new("daemon_stop"));
+        // Deliver what is queued (bounded), and mark the chain's head as a clean stop.
+        let dropped = service.audit().shutdown(std::time::Duration::from_secs(3));
+        if dropped > 0 {
+            eprintln!("stepupd: {dropped} audit events could not be written");
+        }
         if owns_socket_file {
             let _ = std::fs::remove_file(&socket_path);
         }

@@ -217,6 +217,27 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The audit event about one grant (`grant_created`, `grant_expired`).
+fn grant_event(kind: &str, g: &Grant) -> Event {
+    Event::new(kind)
+        .field("user", g.scope.user.clone())
+        .field("target", g.scope.target_user.clone())
+        .field("service", g.scope.service.clone())
+        .field("rule", g.rule.clone())
+        .field("origin", g.scope.origin.clone())
+        .field("session", g.scope.session.clone())
+        .field(
+            "scope",
+            if g.scope.invocation.is_empty() {
+                "session"
+            } else {
+                "invocation"
+            },
+        )
+        .field("created", g.created.to_string())
+        .field("expires", g.expires.to_string())
+}
+
 /// The audit event for a refused call.
 fn access_denied(peer: Peer, method: &str) -> Event {
     Event::new("access_denied")
@@ -1086,7 +1107,18 @@ impl Service {
         self.prune_pending();
         let config = self.config();
         let now_s = unix_now() as i64;
-        let _ = self.store.purge_expired_grants(now_s);
+        // Listed before the purge, so that each expiry is audited.
+        let expired: Vec<Grant> = self
+            .store
+            .grants(None, i64::MIN)
+            .map(|all| all.into_iter().filter(|g| g.expires <= now_s).collect())
+            .unwrap_or_default();
+        if self.store.purge_expired_grants(now_s).is_ok() {
+            for g in &expired {
+                self.audit
+                    .emit(Severity::Info, &grant_event("grant_expired", g));
+            }
+        }
         // Users whose last decision left the velocity window take no memory.
         let window = config.signals.velocity_window.0.as_secs() as i64;
         self.velocity
@@ -1265,6 +1297,7 @@ impl Service {
                 expires: expires as i64,
             };
             self.store.add_grant(&grant).map_err(self.fail("grant"))?;
+            let mut lent_grants = Vec::new();
             if let (Some(conn), Reauth::For(_)) = (&pending.ssh_connection, pending.reauth) {
                 for service in &pending.grant_covers {
                     let lent = Grant {
@@ -1272,6 +1305,7 @@ impl Service {
                         ..grant.clone()
                     };
                     self.store.add_grant(&lent).map_err(self.fail("grant"))?;
+                    lent_grants.push(lent);
                 }
             }
             self.remember_success(
@@ -1288,6 +1322,16 @@ impl Service {
                     .field("factor_id", factor_id.to_string())
                     .field("grant_expires", expires.to_string()),
             );
+            for (g, lent_by) in std::iter::once((&grant, ""))
+                .chain(lent_grants.iter().map(|g| (g, pending.service.as_str())))
+            {
+                self.audit.emit(
+                    Severity::Notice,
+                    &grant_event("grant_created", g)
+                        .field("request", pending.request_id.clone())
+                        .field("lent_by", lent_by.to_string()),
+                );
+            }
             return Ok(RespondResult {
                 result: result::SUCCESS.into(),
                 message: String::new(),
@@ -1988,6 +2032,7 @@ impl Service {
             .factors(own.as_deref())
             .map_err(self.fail("factor lookup"))?
             .len();
+        let audit = self.audit.stats();
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_s: self.started.elapsed().as_secs(),
@@ -2007,6 +2052,13 @@ impl Service {
                 .unwrap_or_else(|p| p.into_inner())
                 .join(", "),
             decisions: self.decisions.load(Ordering::Relaxed),
+            audit_sink: audit.sink,
+            audit_queued: audit.queued,
+            audit_written: audit.written,
+            audit_dropped: audit.dropped,
+            audit_errors: audit.errors,
+            audit_epoch: audit.epoch,
+            audit_seq: audit.seq,
         })
     }
 }
@@ -2149,6 +2201,7 @@ mod tests {
             svc.list_factors(Peer { uid: 65534, pid: 1 }, "root")
                 .is_err()
         );
+        assert!(svc.audit().flush(Duration::from_secs(5)));
         let mut lines = Vec::new();
         let mut buf = [0u8; 2048];
         while let Ok(n) = rx.recv(&mut buf) {
@@ -2373,6 +2426,7 @@ mod tests {
         let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
         let r = svc.respond(me(), &d.challenge_id, &otp(3, 3)).unwrap();
         assert_eq!(r.result, result::RETRY);
+        assert!(svc.audit().flush(Duration::from_secs(5)));
         let mut buf = [0u8; 2048];
         let mut lines = Vec::new();
         while let Ok(n) = rx.recv(&mut buf) {

@@ -1,18 +1,43 @@
-//! The audit trail: one syslog record per event, facility authpriv, ident `stepupd`,
-//! message in `key=value` form.
+//! The audit trail: one record per event, facility authpriv, ident `stepupd`, message
+//! in `key=value` form, numbered and hash-chained; the catalogue of events is
+//! docs/audit.md.
 //!
-//! Values are quoted when they contain spaces, quotes, `=` or `\`, and control
-//! characters are escaped, so a user name or command containing `\n` or
-//! ` event=allow` cannot forge a field or a line. Audit never blocks a decision: a
-//! missing or stalled syslog socket drops the line and counts it.
+//! Audit never blocks a decision: [`AuditLog::emit`] renders the event and hands it to
+//! a bounded queue (no system call beyond the channel's wake-up); a writer thread
+//! bounds, chains and delivers it to one sink, the syslog socket or the journal's
+//! native socket (never both: journald forwards to syslog, and a second copy would
+//! duplicate auth.log lines). A stalled or missing sink holds records in the queue;
+//! when the queue is full, events are counted as dropped and an `audit_overflow`
+//! record says how many once writing works again.
+//!
+//! Submodules: [`record`] (quoting, bounding, parsing), [`chain`] (key, MAC, head),
+//! [`journal`] (native protocol), [`catalogue`] (event types, MESSAGE_IDs),
+//! [`verify`] (`stepupctl audit verify`).
 
-use std::os::unix::net::UnixDatagram;
+pub mod catalogue;
+pub mod chain;
+pub mod journal;
+pub mod record;
+pub mod verify;
+mod writer;
+
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+pub use record::{Event, quote};
+pub use writer::{MAX_MESSAGE, Sink};
+
+use crate::config::{AuditSection, JournalMode};
+use chain::{ChainKey, Head};
 
 /// syslog facility authpriv (10) shifted into place.
 const LOG_AUTHPRIV: u8 = 10 << 3;
+/// Events the queue holds while the sink is slow or gone.
+pub const QUEUE_CAPACITY: usize = 4096;
+
 /// syslog severities used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -24,146 +49,290 @@ pub enum Severity {
     Info = 6,
 }
 
-/// One event's fields, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Event {
-    fields: Vec<(&'static str, String)>,
+/// Problems opening the audit trail at start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The chain key cannot be used.
+    #[error("{0}")]
+    Chain(#[from] chain::ChainError),
+    /// The writer thread cannot be started.
+    #[error("audit writer thread: {0}")]
+    Thread(std::io::Error),
 }
 
-impl Event {
-    /// Starts an event of type `kind` (`decision`, `verify`, ...).
-    pub fn new(kind: &str) -> Event {
-        Event {
-            fields: vec![("event", kind.to_string())],
-        }
-    }
-
-    /// Adds a field; an empty value is written as `-`.
-    pub fn field(mut self, key: &'static str, value: impl Into<String>) -> Event {
-        self.fields.push((key, value.into()));
-        self
-    }
-
-    /// The `key=value ...` text.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (i, (k, v)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                out.push(' ');
-            }
-            out.push_str(k);
-            out.push('=');
-            out.push_str(&quote(v));
-        }
-        out
-    }
-}
-
-/// Quotes a value for a `key=value` line.
-pub fn quote(value: &str) -> String {
-    if value.is_empty() {
-        return "-".into();
-    }
-    let needs_quotes = value
-        .chars()
-        .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
-    if !needs_quotes {
-        return value.to_string();
-    }
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Sends events to syslog over a datagram socket.
-pub struct AuditLog {
-    socket_path: PathBuf,
-    socket: Mutex<Option<UnixDatagram>>,
+/// Counters shared by the callers and the writer.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    queued: AtomicU64,
+    pending: AtomicU64,
+    written: AtomicU64,
     dropped: AtomicU64,
-    /// Also write each line to stderr (`--audit-stderr`: the journal under systemd, or a terminal).
-    echo_stderr: bool,
+    errors: AtomicU64,
+    seq: AtomicU64,
+    stopped: AtomicBool,
+    /// Once set (at shutdown), the writer stops retrying after this instant.
+    deadline: Mutex<Option<Instant>>,
+}
+
+/// A snapshot of the audit counters (for `stepupctl status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditStats {
+    /// `syslog:PATH` or `journal:PATH`.
+    pub sink: String,
+    /// Events waiting in the queue now.
+    pub queued: u64,
+    /// Records delivered since start.
+    pub written: u64,
+    /// Events refused because the queue was full, or records given up at shutdown.
+    pub dropped: u64,
+    /// Failed delivery attempts (each retried).
+    pub errors: u64,
+    /// This run's epoch.
+    pub epoch: String,
+    /// The last sequence number given out.
+    pub seq: u64,
+}
+
+/// How to open the trail.
+#[derive(Debug)]
+pub struct AuditSettings {
+    /// Where records go.
+    pub sink: Sink,
+    /// The chain key.
+    pub key: ChainKey,
+    /// Where the chain's head is kept between runs (`None`: not kept).
+    pub head: Option<PathBuf>,
+    /// Also print each record on stderr, prefixed `audit: `.
+    pub echo_stderr: bool,
+    /// Queue size in events.
+    pub capacity: usize,
+}
+
+impl AuditSettings {
+    /// The daemon's settings from `[audit]`: the key file (created if missing) next
+    /// to the host key unless `[audit] key` names one, the head next to the state
+    /// database, and the sink chosen by [`choose_sink`].
+    pub fn from_config(
+        audit: &AuditSection,
+        host_key: &Path,
+        state: &Path,
+        echo_stderr: bool,
+    ) -> Result<AuditSettings, AuditError> {
+        let key_path = audit
+            .key
+            .clone()
+            .unwrap_or_else(|| default_key_path(host_key));
+        Ok(AuditSettings {
+            sink: choose_sink(&audit.syslog_socket, audit.journal, &audit.journal_socket),
+            key: ChainKey::load_or_create(&key_path)?,
+            head: Some(state.with_file_name("audit.head")),
+            echo_stderr,
+            capacity: QUEUE_CAPACITY,
+        })
+    }
+}
+
+/// `audit.key` in the host key's directory.
+pub fn default_key_path(host_key: &Path) -> PathBuf {
+    host_key.with_file_name("audit.key")
+}
+
+/// The sink for `[audit] journal`: `never` and `always` say it; `auto` takes the
+/// journal when its socket exists and the syslog socket is journald's own
+/// (`/dev/log` → `/run/systemd/journal/dev-log` on systemd hosts), where a syslog line
+/// would reach the journal anyway, only with fewer fields. Where rsyslog (or any other
+/// daemon) owns the syslog socket, `auto` writes syslog.
+pub fn choose_sink(syslog: &Path, mode: JournalMode, journal: &Path) -> Sink {
+    let journal_sink = || Sink::Journal(journal.to_path_buf());
+    match mode {
+        JournalMode::Never => Sink::Syslog(syslog.to_path_buf()),
+        JournalMode::Always => journal_sink(),
+        JournalMode::Auto => {
+            use std::os::unix::fs::MetadataExt;
+            let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+            let dev_log = journal.with_file_name("dev-log");
+            match (id(journal), id(syslog), id(&dev_log)) {
+                (Some(_), Some(s), Some(d)) if s == d => journal_sink(),
+                _ => Sink::Syslog(syslog.to_path_buf()),
+            }
+        }
+    }
+}
+
+/// The audit trail of one daemon run.
+pub struct AuditLog {
+    tx: SyncSender<writer::Msg>,
+    shared: Arc<Shared>,
+    sink: Sink,
+    epoch: String,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AuditLog({})", self.socket_path.display())
+        write!(f, "AuditLog({})", self.sink.describe())
     }
 }
 
 impl AuditLog {
-    /// Audit to the syslog socket at `path`.
+    /// Audit to the syslog socket at `path` under a key held only in memory, with no
+    /// head file: the records chain, but only this process could check them (unit
+    /// tests, tools). The daemon uses [`AuditLog::open`].
     pub fn new(path: &Path, echo_stderr: bool) -> AuditLog {
-        AuditLog {
-            socket_path: path.to_path_buf(),
-            socket: Mutex::new(None),
-            dropped: AtomicU64::new(0),
+        // A failing random source leaves a fixed key: these records are not meant to
+        // be verified by anyone.
+        let key = ChainKey::random().unwrap_or_else(|_| ChainKey::from_bytes([0; 32]));
+        let settings = AuditSettings {
+            sink: Sink::Syslog(path.to_path_buf()),
+            key,
+            head: None,
             echo_stderr,
+            capacity: QUEUE_CAPACITY,
+        };
+        AuditLog::open(settings).expect("the audit writer thread starts")
+    }
+
+    /// Starts the writer: it first writes `audit_start`, linking this epoch to the
+    /// head the previous run left.
+    pub fn open(settings: AuditSettings) -> Result<AuditLog, AuditError> {
+        let epoch = chain::new_epoch()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(settings.capacity.max(1));
+        let shared = Arc::new(Shared::default());
+        let previous = settings.head.as_deref().and_then(Head::read);
+        let w = writer::Writer {
+            rx,
+            sink: settings.sink.clone(),
+            key: settings.key,
+            epoch: epoch.clone(),
+            head_path: settings.head,
+            previous,
+            shared: shared.clone(),
+            echo_stderr: settings.echo_stderr,
+            socket: None,
+            seq: 0,
+            prev_mac: String::new(),
+            overflow_reported: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || w.run())
+            .map_err(AuditError::Thread)?;
+        Ok(AuditLog {
+            tx,
+            shared,
+            sink: settings.sink,
+            epoch,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Events refused (queue full) or given up since start.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            sink: self.sink.describe(),
+            queued: self.shared.queued.load(Ordering::Relaxed),
+            written: self.shared.written.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            errors: self.shared.errors.load(Ordering::Relaxed),
+            epoch: self.epoch.clone(),
+            seq: self.shared.seq.load(Ordering::Relaxed),
         }
     }
 
-    /// Lines that could not be delivered since start.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// Queues one event. Never blocks and never fails the caller: a full queue
+    /// counts the event as dropped.
+    pub fn emit(&self, severity: Severity, event: &Event) {
+        let line = event.render();
+        self.shared.pending.fetch_add(1, Ordering::Acquire);
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        match self
+            .tx
+            .try_send(writer::Msg::Record(severity, SystemTime::now(), line))
+        {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.shared.pending.fetch_sub(1, Ordering::Release);
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) until every event emitted so far is delivered;
+    /// returns whether it was.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.shared.pending.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline || self.shared.stopped.load(Ordering::Acquire) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Delivers what is queued (giving up after `grace`), saves the head as a clean
+    /// stop, and ends the writer. Returns how many events were dropped in all.
+    pub fn shutdown(&self, grace: Duration) -> u64 {
+        *self
+            .shared
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + grace);
+        // Blocks only while the queue is full; the writer drains it by the deadline.
+        let _ = self.tx.send(writer::Msg::Stop);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+        self.dropped()
     }
 
     /// Formats an RFC 3164 record as the local syslog socket expects it.
     pub fn format_record(severity: Severity, pid: u32, message: &str) -> String {
-        format!(
-            "<{}>{} stepupd[{pid}]: {message}",
-            LOG_AUTHPRIV | severity as u8,
-            rfc3164_timestamp()
-        )
-    }
-
-    /// Writes one event. Never blocks and never fails the caller.
-    pub fn emit(&self, severity: Severity, event: &Event) {
-        let message = event.render();
-        if self.echo_stderr {
-            eprintln!("audit: {message}");
-        }
-        let record = AuditLog::format_record(severity, std::process::id(), &message);
-        let mut guard = self.socket.lock().unwrap_or_else(|p| p.into_inner());
-        for _attempt in 0..2 {
-            if guard.is_none() {
-                *guard = UnixDatagram::unbound()
-                    .and_then(|s| {
-                        s.set_nonblocking(true)?;
-                        s.connect(&self.socket_path)?;
-                        Ok(s)
-                    })
-                    .ok();
-            }
-            match guard.as_ref().map(|s| s.send(record.as_bytes())) {
-                Some(Ok(_)) => return,
-                // The syslog daemon may have restarted: reconnect once.
-                _ => *guard = None,
-            }
-        }
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        format_record(severity, pid, SystemTime::now(), message)
     }
 }
 
-fn rfc3164_timestamp() -> String {
-    let now = std::time::SystemTime::now()
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Not shut down explicitly (tests, errors): the writer gets a moment to send
+        // what is queued, then gives up; nobody waits for it.
+        let mut d = self
+            .shared
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(Instant::now() + Duration::from_millis(200));
+        }
+    }
+}
+
+/// `<PRI>Mmm dd hh:mm:ss stepupd[PID]: MESSAGE` with the local time of `at`.
+pub(crate) fn format_record(severity: Severity, pid: u32, at: SystemTime, message: &str) -> String {
+    format!(
+        "<{}>{} stepupd[{pid}]: {message}",
+        LOG_AUTHPRIV | severity as u8,
+        rfc3164_timestamp(at)
+    )
+}
+
+fn rfc3164_timestamp(at: SystemTime) -> String {
+    let secs = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as libc::time_t);
     // SAFETY: an all-zero tm is a valid value for localtime_r to overwrite.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the duration of the call; localtime_r is
     // the thread-safe variant.
-    let ok = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
     if !ok {
         return "Jan  1 00:00:00".into();
     }
@@ -183,28 +352,16 @@ fn rfc3164_timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixDatagram;
 
-    #[test]
-    fn plain_values_are_bare_and_empty_values_are_a_dash() {
-        let e = Event::new("decision")
-            .field("user", "alice")
-            .field("rhost", "");
-        assert_eq!(e.render(), "event=decision user=alice rhost=-");
-    }
-
-    #[test]
-    fn values_that_could_forge_fields_or_lines_are_quoted_and_escaped() {
-        let e = Event::new("decision")
-            .field("user", "eve event=allow")
-            .field("command", "/bin/echo \"hi\"\nevent=verify result=success");
-        assert_eq!(
-            e.render(),
-            r#"event=decision user="eve event=allow" command="/bin/echo \"hi\"\nevent=verify result=success""#
-        );
-        assert!(!e.render().contains('\n'));
-        assert_eq!(quote("a\\b"), r#""a\\b""#);
-        assert_eq!(quote("\u{7}"), r#""\x07""#);
-        assert_eq!(quote("tab\there"), r#""tab\there""#);
+    fn recv_all(rx: &UnixDatagram) -> Vec<String> {
+        rx.set_nonblocking(true).unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = rx.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
     }
 
     #[test]
@@ -215,21 +372,209 @@ mod tests {
     }
 
     #[test]
-    fn events_reach_a_datagram_socket_and_a_missing_socket_only_counts() {
+    fn events_reach_the_socket_numbered_and_chained_after_audit_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let rx = UnixDatagram::bind(&path).unwrap();
-        let log = AuditLog::new(&path, false);
-        log.emit(Severity::Info, &Event::new("test").field("k", "v"));
-        let mut buf = [0u8; 512];
-        let n = rx.recv(&mut buf).unwrap();
-        let line = std::str::from_utf8(&buf[..n]).unwrap();
-        assert!(line.starts_with("<86>"), "{line}");
-        assert!(line.ends_with("event=test k=v"), "{line}");
-        assert_eq!(log.dropped(), 0);
+        let key = [9u8; 32];
+        let log = AuditLog::open(AuditSettings {
+            sink: Sink::Syslog(path.clone()),
+            key: ChainKey::from_bytes(key),
+            head: Some(dir.path().join("audit.head")),
+            echo_stderr: false,
+            capacity: 16,
+        })
+        .unwrap();
+        log.emit(Severity::Info, &Event::new("unlock").field("user", "a b"));
+        assert!(log.flush(Duration::from_secs(5)));
+        let lines = recv_all(&rx);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("<85>"), "{}", lines[0]);
+        assert!(lines[0].contains("stepupd["), "{}", lines[0]);
+        assert!(lines[0].contains(": event=audit_start "), "{}", lines[0]);
+        assert!(lines[1].starts_with("<86>"), "{}", lines[1]);
+        assert!(
+            lines[1].contains(": event=unlock user=\"a b\" v=1 time="),
+            "{}",
+            lines[1]
+        );
+        let report =
+            verify::verify_lines(lines.iter().map(String::as_str), &ChainKey::from_bytes(key));
+        assert!(report.problems.is_empty(), "{report:?}");
+        assert_eq!(report.records, 2);
+        let stats = log.stats();
+        assert_eq!(
+            (stats.written, stats.dropped, stats.queued, stats.seq),
+            (2, 0, 0, 2)
+        );
+        log.shutdown(Duration::from_secs(1));
+        let head = Head::read(&dir.path().join("audit.head")).unwrap();
+        assert_eq!(
+            (head.seq, head.clean, head.epoch.as_str()),
+            (2, true, stats.epoch.as_str())
+        );
+    }
 
-        let gone = AuditLog::new(&dir.path().join("nothing"), false);
-        gone.emit(Severity::Info, &Event::new("test"));
-        assert_eq!(gone.dropped(), 1);
+    #[test]
+    fn a_missing_socket_holds_events_in_the_queue_and_counts_errors_and_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later");
+        let log = AuditLog::open(AuditSettings {
+            sink: Sink::Syslog(path.clone()),
+            key: ChainKey::from_bytes([1; 32]),
+            head: None,
+            echo_stderr: false,
+            capacity: 4,
+        })
+        .unwrap();
+        for i in 0..10 {
+            log.emit(
+                Severity::Info,
+                &Event::new("unlock").field("n", i.to_string()),
+            );
+        }
+        // audit_start is stuck in delivery, 4 events wait in the queue, the rest are
+        // refused at once.
+        let s = log.stats();
+        assert!(s.dropped >= 5, "{s:?}");
+        assert!(!log.flush(Duration::from_millis(50)));
+        assert!(log.stats().errors > 0);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        assert!(log.flush(Duration::from_secs(10)), "{:?}", log.stats());
+        let lines = recv_all(&rx);
+        let dropped = log.stats().dropped;
+        assert_eq!(lines.len() as u64, 1 + (10 - dropped) + 1, "{lines:?}");
+        let overflow = lines
+            .iter()
+            .find(|l| l.contains("event=audit_overflow"))
+            .unwrap();
+        assert!(
+            overflow.contains(&format!(
+                "event=audit_overflow dropped={dropped} dropped_total={dropped} "
+            )),
+            "{overflow}"
+        );
+        let report = verify::verify_lines(
+            lines.iter().map(String::as_str),
+            &ChainKey::from_bytes([1; 32]),
+        );
+        assert!(report.problems.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn the_next_run_links_to_the_previous_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let settings = || AuditSettings {
+            sink: Sink::Syslog(path.clone()),
+            key: ChainKey::from_bytes([4; 32]),
+            head: Some(dir.path().join("audit.head")),
+            echo_stderr: false,
+            capacity: 16,
+        };
+        for _ in 0..2 {
+            let log = AuditLog::open(settings()).unwrap();
+            log.emit(Severity::Notice, &Event::new("daemon_stop"));
+            log.shutdown(Duration::from_secs(2));
+        }
+        let lines = recv_all(&rx);
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].contains("prev_epoch=- "), "{}", lines[0]);
+        assert!(lines[2].contains(" prev_seq=2 "), "{}", lines[2]);
+        assert!(lines[2].contains(" prev_end=clean "), "{}", lines[2]);
+        let report = verify::verify_lines(
+            lines.iter().map(String::as_str),
+            &ChainKey::from_bytes([4; 32]),
+        );
+        assert!(report.problems.is_empty(), "{report:?}");
+        assert_eq!(report.epochs, 2);
+    }
+
+    #[test]
+    fn auto_takes_the_journal_only_when_the_syslog_socket_is_journalds_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("journal");
+        std::fs::create_dir(&j).unwrap();
+        let native = j.join("socket");
+        let dev_log = j.join("dev-log");
+        let _a = UnixDatagram::bind(&native).unwrap();
+        let _b = UnixDatagram::bind(&dev_log).unwrap();
+        let link = dir.path().join("log");
+        std::os::unix::fs::symlink(&dev_log, &link).unwrap();
+        let other = dir.path().join("rsyslog.sock");
+        let _c = UnixDatagram::bind(&other).unwrap();
+        assert_eq!(
+            choose_sink(&link, JournalMode::Auto, &native),
+            Sink::Journal(native.clone())
+        );
+        assert_eq!(
+            choose_sink(&other, JournalMode::Auto, &native),
+            Sink::Syslog(other.clone())
+        );
+        assert_eq!(
+            choose_sink(&link, JournalMode::Never, &native),
+            Sink::Syslog(link.clone())
+        );
+        assert_eq!(
+            choose_sink(&other, JournalMode::Always, &native),
+            Sink::Journal(native.clone())
+        );
+        let gone = dir.path().join("no-journal/socket");
+        assert_eq!(
+            choose_sink(&link, JournalMode::Auto, &gone),
+            Sink::Syslog(link.clone())
+        );
+    }
+
+    #[test]
+    fn journal_entries_carry_native_fields_and_the_same_chained_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let log = AuditLog::open(AuditSettings {
+            sink: Sink::Journal(path.clone()),
+            key: ChainKey::from_bytes([5; 32]),
+            head: None,
+            echo_stderr: false,
+            capacity: 16,
+        })
+        .unwrap();
+        log.emit(
+            Severity::Warning,
+            &Event::new("lockout").field("user", "eve\nevent=allow"),
+        );
+        assert!(log.flush(Duration::from_secs(5)));
+        rx.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut entries = Vec::new();
+        while let Ok(n) = rx.recv(&mut buf) {
+            entries.push(journal::decode(&buf[..n]).unwrap());
+        }
+        assert_eq!(entries.len(), 2);
+        let get = |e: &Vec<(String, Vec<u8>)>, k: &str| {
+            e.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                .unwrap_or_default()
+        };
+        let e = &entries[1];
+        assert_eq!(
+            get(e, "MESSAGE_ID"),
+            catalogue::message_id("lockout").unwrap()
+        );
+        assert_eq!(get(e, "PRIORITY"), "4");
+        assert_eq!(get(e, "STEPUP_USER"), "eve\nevent=allow");
+        assert_eq!(get(e, "STEPUP_SEQ"), "2");
+        // The message a syslog forwarder gets is the chained line: it verifies.
+        let lines: Vec<String> = entries
+            .iter()
+            .map(|e| format!("Nov 23 00:00:00 host stepupd[1]: {}", get(e, "MESSAGE")))
+            .collect();
+        let report = verify::verify_lines(
+            lines.iter().map(String::as_str),
+            &ChainKey::from_bytes([5; 32]),
+        );
+        assert!(report.problems.is_empty(), "{report:?}");
     }
 }

@@ -52,6 +52,9 @@ enum Cmd {
     /// List or revoke grants (successful step-ups that spare the next prompt).
     #[command(subcommand)]
     Grants(GrantsCmd),
+    /// Check the audit trail in syslog files (needs no daemon).
+    #[command(subcommand)]
+    Audit(AuditCmd),
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +89,76 @@ struct ExplainArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain of stepupd's records in syslog files (e.g.
+    /// /var/log/auth.log.1 /var/log/auth.log, oldest first): reports deleted, edited,
+    /// repeated and reordered records with their line numbers. Exit status: 0 intact,
+    /// 1 problems found, 2 the check could not run.
+    Verify {
+        /// Syslog files (RFC 3164 or ISO timestamps, RFC 5424, journalctl output).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The audit key (a copy of the daemon's).
+        #[arg(long, value_name = "PATH", default_value = "/etc/stepup/audit.key")]
+        key: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `audit verify`: prints each problem and note, then a summary.
+fn audit_verify(files: &[PathBuf], key: &std::path::Path, json: bool) -> ExitCode {
+    use stepupd::audit::{chain::ChainKey, verify};
+    let report = ChainKey::load(key)
+        .map_err(|e| e.to_string())
+        .and_then(|k| verify::verify_files(files, &k).map_err(|e| e.to_string()));
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stepupctl: audit verify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let found = |list: &[verify::Finding]| -> Vec<serde_json::Value> {
+        list.iter()
+            .map(|f| serde_json::json!({"at": report.place(f.at), "message": f.message}))
+            .collect()
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": report.ok(), "records": report.records, "verified": report.verified,
+                "epochs": report.epochs, "other_lines": report.other_lines,
+                "problems": found(&report.problems), "notes": found(&report.notes),
+            })
+        );
+    } else {
+        for f in &report.problems {
+            println!("{}: {}", report.place(f.at), f.message);
+        }
+        for f in &report.notes {
+            println!("note: {}: {}", report.place(f.at), f.message);
+        }
+        let summary = format!(
+            "{} stepupd records in {} epochs, {} MACs verified ({} other lines)",
+            report.records, report.epochs, report.verified, report.other_lines
+        );
+        if report.ok() {
+            println!("OK: {summary}");
+        } else {
+            println!("FAILED: {} problems; {summary}", report.problems.len());
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,6 +429,11 @@ async fn run(args: Args) -> Result<(), String> {
                         "version": s.version, "uptime_s": s.uptime_s, "config": s.config_source,
                         "rules": s.rules, "factors": s.factors, "pending_challenges": s.pending_challenges,
                         "transports": s.transports, "decisions": s.decisions,
+                        "audit": {
+                            "sink": s.audit_sink, "queued": s.audit_queued,
+                            "written": s.audit_written, "dropped": s.audit_dropped,
+                            "errors": s.audit_errors, "epoch": s.audit_epoch, "seq": s.audit_seq,
+                        },
                     })
                 );
             } else {
@@ -369,6 +447,16 @@ async fn run(args: Args) -> Result<(), String> {
                 println!("factors:    {}", s.factors);
                 println!("decisions:  {}", s.decisions);
                 println!("challenges: {} open", s.pending_challenges);
+                println!(
+                    "audit:      {}, {} written, {} queued, {} dropped, {} errors; epoch {} seq {}",
+                    s.audit_sink,
+                    s.audit_written,
+                    s.audit_queued,
+                    s.audit_dropped,
+                    s.audit_errors,
+                    s.audit_epoch,
+                    s.audit_seq
+                );
             }
         }
         Cmd::Factors(FactorsCmd::List { user, json }) => {
@@ -408,6 +496,8 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Cmd::Policy(PolicyCmd::Check { file }) => check_policy(&file)?,
+        // Handled in main, before connecting: it needs no daemon.
+        Cmd::Audit(_) => {}
         Cmd::Explain(a) => {
             let (policy, policy_name) = match &a.policy {
                 Some(p) => (
@@ -626,6 +716,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // Like stepupd --check-config: errors start with file:line:col, for editors and
     // scripts that look for that shape.
+    if let Cmd::Audit(AuditCmd::Verify { files, key, json }) = &args.command {
+        return audit_verify(files, key, *json);
+    }
     if let Cmd::Policy(PolicyCmd::Check { file }) = &args.command {
         return match check_policy(file) {
             Ok(()) => ExitCode::SUCCESS,

@@ -354,6 +354,28 @@ fn finished_within(
 // stepupd
 // ---------------------------------------------------------------------------------
 
+/// The list of audit records, kept filled from `socket` by a thread until the list is
+/// dropped. The lock is held while receiving, so records stay in arrival order.
+fn keep_reading_audit(socket: &UnixDatagram) -> std::sync::Arc<Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let weak = std::sync::Arc::downgrade(&seen);
+    let socket = socket.try_clone().expect("cannot clone the audit socket");
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Some(seen) = weak.upgrade() {
+            {
+                let mut seen: std::sync::MutexGuard<'_, Vec<String>> =
+                    seen.lock().unwrap_or_else(|p| p.into_inner());
+                while let Ok(n) = socket.recv(&mut buf) {
+                    seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    seen
+}
+
 /// A running `stepupd` with everything under one temp dir: config, socket, state,
 /// host key, stderr log, and an audit socket this test reads.
 pub struct Stepupd {
@@ -361,7 +383,9 @@ pub struct Stepupd {
     socket: PathBuf,
     stderr_path: PathBuf,
     audit: UnixDatagram,
-    audit_seen: Mutex<Vec<String>>,
+    /// Filled by the test's calls and by a thread that keeps reading the socket like
+    /// a syslog daemon (the daemon's audit writer waits while the socket is full).
+    audit_seen: std::sync::Arc<Mutex<Vec<String>>>,
 }
 
 impl Stepupd {
@@ -906,8 +930,8 @@ impl Stepupd {
             guard: ChildGuard::new("stepupd", child),
             socket,
             stderr_path,
+            audit_seen: keep_reading_audit(&audit),
             audit,
-            audit_seen: Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + DAEMON_START_LIMIT;
         while !daemon.stderr().contains("stepupd: serving ") {
