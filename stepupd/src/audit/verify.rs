@@ -181,7 +181,9 @@ fn rfc5424_message(s: &str) -> Option<&str> {
         }
         rest = &rest[i..];
     }
-    let msg = rest.strip_prefix(' ').unwrap_or(rest);
+    // rsyslog keeps the space that followed the tag in the raw message, so two spaces
+    // may separate SD and MSG; a stepupd message never starts with one.
+    let msg = rest.trim_start_matches(' ');
     Some(msg.strip_prefix('\u{feff}').unwrap_or(msg))
 }
 
@@ -668,6 +670,7 @@ mod tests {
             "2026-11-23T00:31:03.123456+00:00 host stepupd[42]: event=x v=1",
             "<85>Nov 23 00:31:03 stepupd[42]: event=x v=1",
             "<85>1 2026-11-23T00:31:03.123Z host stepupd 42 - - event=x v=1",
+            "<85>1 2026-11-23T00:31:03.156467+00:00 vm stepupd 77 - -  event=x v=1",
             "<85>1 2026-11-23T00:31:03.123Z host stepupd 42 - [meta x=\"a]b\"][o y=\"1\"] event=x v=1",
             "1 2026-11-23T00:31:03Z host stepupd - - - \u{feff}event=x v=1",
         ] {
