@@ -249,6 +249,9 @@ pub struct StoreSection {
     pub path: PathBuf,
     /// 32-byte key that encrypts factor secrets at rest; created on first start.
     pub host_key: PathBuf,
+    /// Days the event history (`stepupctl report`, `stepupctl simulate`) is kept;
+    /// 0 records none.
+    pub event_history_days: u32,
 }
 
 impl Default for StoreSection {
@@ -256,6 +259,7 @@ impl Default for StoreSection {
         StoreSection {
             path: PathBuf::from("/var/lib/stepup/state.db"),
             host_key: PathBuf::from("/etc/stepup/host.key"),
+            event_history_days: 90,
         }
     }
 }
@@ -602,7 +606,7 @@ struct RawConfig {
     #[serde(default)]
     daemon: DaemonSection,
     #[serde(default)]
-    store: StoreSection,
+    store: Option<Spanned<StoreSection>>,
     #[serde(default)]
     audit: AuditSection,
     #[serde(default)]
@@ -736,6 +740,14 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let err = ErrorAt { file, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| err.at(e.span(), e.message()))?;
+        let store_span = raw.store.as_ref().map(Spanned::span);
+        let store = raw.store.map(Spanned::into_inner).unwrap_or_default();
+        if store.event_history_days > 366 {
+            return Err(err.at(
+                store_span,
+                "store.event_history_days must be at most 366 (0 records no event history)",
+            ));
+        }
         let defaults_span = raw.defaults.as_ref().map_or(0..0, Spanned::span);
         let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
         if defaults.max_tries == 0 || defaults.max_tries > 10 {
@@ -1020,7 +1032,7 @@ impl Config {
         Ok(Config {
             source: file.to_string(),
             daemon: raw.daemon,
-            store: raw.store,
+            store,
             audit: raw.audit,
             defaults,
             timezone,
@@ -1515,6 +1527,22 @@ when = { origin = "!office", schedule = "business", risk_at_least = 40, remote =
             .unwrap_err();
             assert!(e.message.contains("grant_covers needs"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn event_history_days_defaults_to_90_allows_0_and_is_bounded() {
+        assert_eq!(parse("").unwrap().store.event_history_days, 90);
+        assert_eq!(
+            parse("[store]\nevent_history_days = 0\n")
+                .unwrap()
+                .store
+                .event_history_days,
+            0
+        );
+        let e = parse("# x\n[store]\nevent_history_days = 400\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 1), "{e}");
+        assert!(e.message.contains("at most 366"), "{e}");
+        assert!(parse("[store]\nevent_history_days = -1\n").is_err());
     }
 
     #[test]

@@ -259,6 +259,8 @@ pub fn run(
         service
             .audit()
             .emit(Severity::Notice, &Event::new("daemon_stop"));
+        // The event history's queued batch is written before the store closes.
+        service.close_history();
         // Deliver what is queued (bounded), and mark the chain's head as a clean stop.
         let dropped = service.audit().shutdown(std::time::Duration::from_secs(3));
         if dropped > 0 {

@@ -247,6 +247,23 @@ impl StepupdInterface {
         self.service.revoke_grants(peer, &user).map_err(to_fdo)
     }
 
+    async fn event_history(
+        &self,
+        since: i64,
+        after_id: i64,
+        limit: u32,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<Vec<stepup_proto::HistoryEvent>> {
+        let peer = self.peer(conn, &header).await?;
+        // Waits for the history writer and reads the database: off the async workers.
+        let service = self.service.clone();
+        tokio::task::spawn_blocking(move || service.event_history(peer, since, after_id, limit))
+            .await
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?
+            .map_err(to_fdo)
+    }
+
     async fn status(
         &self,
         #[zbus(connection)] conn: &Connection,

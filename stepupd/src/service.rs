@@ -198,6 +198,8 @@ pub struct Service {
     last_purge: Mutex<Instant>,
     /// sudoers' secure_path, re-read when the files change.
     sudoers: crate::secure_path::SudoersCache,
+    /// The event history's queue and writer (reports, policy simulation).
+    recorder: crate::recorder::Recorder,
 }
 
 /// How long a user's group list is reused.
@@ -279,6 +281,7 @@ fn hostname() -> String {
 impl Service {
     /// A service over `config`, `store` and `key`, auditing to `audit`.
     pub fn new(config: Config, store: Arc<dyn Store>, key: HostKey, audit: AuditLog) -> Service {
+        let recorder = crate::recorder::Recorder::start(store.clone());
         Service {
             config: RwLock::new(Arc::new(config)),
             store,
@@ -297,6 +300,7 @@ impl Service {
             groups: Mutex::new(HashMap::new()),
             last_purge: Mutex::new(Instant::now()),
             sudoers: crate::secure_path::SudoersCache::new("/etc/sudoers".into()),
+            recorder,
         }
     }
 
@@ -535,6 +539,7 @@ impl Service {
                     .field("reason", reason.clone())
                     .field("detail", detail.to_string()),
             );
+            self.record_early_denial(req, &reason, detail);
             Ok(WireDecision {
                 outcome: outcome::DENY.into(),
                 reason,
@@ -626,7 +631,20 @@ impl Service {
         let config = self.config();
         ctx.groups = self.groups_of(&config, &ctx.user);
         let at = jiff::Timestamp::now();
-        let Assessment { decision, outcome } = self.assess(&config, &ctx, Some(&binding), at)?;
+        // Only Evaluate counts towards velocity; Explain only reads.
+        let history = self.history(&config, &ctx, at.as_second(), true)?;
+        let Assessment { decision, outcome } =
+            self.assess(&config, &ctx, &history, Some(&binding), at)?;
+        self.record_decision(
+            &config,
+            &ctx,
+            &req.phase,
+            &binding.origin,
+            &history,
+            &decision,
+            &outcome,
+            at.as_second(),
+        );
         let signal_list = decision
             .signals
             .iter()
@@ -825,19 +843,19 @@ impl Service {
 
     /// What policy and state say about a transaction, with no side effect: the
     /// verdict, and for a step-up whether a grant covers it and which of the user's
-    /// factors may answer. `binding` is `None` for a what-if (`Explain`), where there
-    /// is no login session and so no grant can apply.
+    /// factors may answer. `history` is what the store said for the signals.
+    /// `binding` is `None` for a what-if (`Explain`), where there is no login session
+    /// and so no grant can apply.
     fn assess(
         &self,
         config: &Config,
         ctx: &Context,
+        history: &policy::History,
         binding: Option<&Binding>,
         at: jiff::Timestamp,
     ) -> Result<Assessment, ServiceError> {
         let now = at.as_second();
-        // Only Evaluate (with a binding) counts towards velocity; Explain only reads.
-        let history = self.history(config, ctx, now, binding.is_some())?;
-        let decision = policy::evaluate(config, ctx, &history, at);
+        let decision = policy::evaluate(config, ctx, history, at);
         let step_up = match &decision.verdict {
             Verdict::Allow => {
                 return Ok(Assessment {
@@ -1085,6 +1103,188 @@ impl Service {
         }
     }
 
+    /// Queues a decision for the event history: the inputs the policy judged and what
+    /// came of it, so `stepupctl simulate` can replay it. Never blocks.
+    #[allow(clippy::too_many_arguments)]
+    fn record_decision(
+        &self,
+        config: &Config,
+        ctx: &Context,
+        phase: &str,
+        origin: &str,
+        history: &policy::History,
+        decision: &policy::Decision,
+        outcome: &Outcome,
+        at: i64,
+    ) {
+        if config.store.event_history_days == 0 {
+            return;
+        }
+        let told = match outcome {
+            Outcome::Allow { .. } => "allow",
+            Outcome::Deny { .. } => "deny",
+            Outcome::Challenge { .. } => "challenge",
+        };
+        let mut data = crate::events::decision_data(
+            ctx,
+            config.uses_groups,
+            phase,
+            config.uses_history.then_some(history),
+            decision,
+            told,
+        );
+        match outcome {
+            Outcome::Allow { grant, unenrolled } => {
+                data.grant = grant.as_ref().map(|g| g.rule.clone());
+                data.unenrolled = *unenrolled;
+            }
+            Outcome::Deny { reason, unenrolled } => {
+                data.reason = reason.clone();
+                data.unenrolled = *unenrolled;
+                data.locked = !*unenrolled && matches!(decision.verdict, Verdict::StepUp(_));
+            }
+            Outcome::Challenge { kinds, .. } => {
+                data.factors = kinds.iter().map(|k| k.as_str().to_string()).collect();
+            }
+        }
+        self.recorder.record(crate::events::new_event(
+            at,
+            crate::events::kind::DECISION,
+            &ctx.user,
+            decision.rule.as_deref().unwrap_or(""),
+            origin,
+            told,
+            &data,
+        ));
+    }
+
+    /// Queues a denial made before the policy was asked (nothing to replay).
+    fn record_early_denial(&self, req: &EvaluateRequest, reason: &str, detail: &str) {
+        if self.config().store.event_history_days == 0 {
+            return;
+        }
+        let origin = origin_of(&Context {
+            rhost: Some(req.rhost.clone()).filter(|s| !s.is_empty()),
+            tty: Some(req.tty.clone()).filter(|s| !s.is_empty()),
+            ..Context::default()
+        });
+        let data = crate::events::DecisionData {
+            context: None,
+            history: None,
+            verdict: None,
+            decision: "deny".into(),
+            reason: reason.to_string(),
+            risk: 0,
+            signals: Vec::new(),
+            report_only: Vec::new(),
+            factors: Vec::new(),
+            grant: None,
+            unenrolled: false,
+            locked: false,
+            detail: detail.to_string(),
+        };
+        self.recorder.record(crate::events::new_event(
+            unix_now() as i64,
+            crate::events::kind::DECISION,
+            &req.user,
+            "",
+            &origin,
+            "deny",
+            &data,
+        ));
+    }
+
+    /// Queues a checked answer (`success` or `failure`) for the event history.
+    fn record_verify(&self, p: &PendingChallenge, result: &str, factor: &str, detail: &str) {
+        if self.config().store.event_history_days == 0 {
+            return;
+        }
+        let data = crate::events::VerifyData {
+            factor: factor.to_string(),
+            detail: detail.to_string(),
+            target: p.target_user.clone(),
+            service: p.service.clone(),
+        };
+        self.recorder.record(crate::events::new_event(
+            unix_now() as i64,
+            crate::events::kind::VERIFY,
+            &p.user,
+            &p.rule,
+            &p.origin,
+            result,
+            &data,
+        ));
+    }
+
+    /// Queues a lockout for the event history.
+    fn record_lockout(&self, p: &PendingChallenge, failures: u32, until: i64) {
+        if self.config().store.event_history_days == 0 {
+            return;
+        }
+        self.recorder.record(crate::events::new_event(
+            unix_now() as i64,
+            crate::events::kind::LOCKOUT,
+            &p.user,
+            &p.rule,
+            &p.origin,
+            "locked",
+            &crate::events::LockoutData { failures, until },
+        ));
+    }
+
+    /// Events the history lost so far (queue full, or a batch could not be written).
+    pub fn history_dropped(&self) -> u64 {
+        self.recorder.dropped()
+    }
+
+    /// Writes the queued history and stops its writer (daemon shutdown).
+    pub fn close_history(&self) {
+        self.recorder.close();
+    }
+
+    /// `EventHistory`: root only. A page of recorded events since `since`.
+    pub fn event_history(
+        &self,
+        peer: Peer,
+        since: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<stepup_proto::HistoryEvent>, ServiceError> {
+        self.require_root(peer, "EventHistory")?;
+        if limit == 0 || limit > stepup_proto::HISTORY_PAGE_MAX {
+            return Err(ServiceError::InvalidArgs(format!(
+                "limit must be between 1 and {}",
+                stepup_proto::HISTORY_PAGE_MAX
+            )));
+        }
+        if after_id < 0 {
+            return Err(ServiceError::InvalidArgs(
+                "after_id must not be negative".into(),
+            ));
+        }
+        // The first page shows every event recorded before the call.
+        if after_id == 0 {
+            self.recorder.flush(Duration::from_secs(5));
+        }
+        let rows = self
+            .store
+            .events_since(since, after_id, limit)
+            .map_err(self.fail("event history"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| stepup_proto::HistoryEvent {
+                id: r.id,
+                at: r.event.at,
+                kind: r.event.kind,
+                user: r.event.user,
+                rule: r.event.rule,
+                origin: r.event.origin,
+                outcome: r.event.outcome,
+                data: r.event.data,
+            })
+            .collect())
+    }
+
     /// Drops expired challenges and enrolments from memory. Cheap, so it runs as new
     /// ones are added; everything that touches the store waits for housekeeping.
     fn prune_pending(&self) {
@@ -1131,6 +1331,9 @@ impl Service {
             let keep = (i64::from(config.signals.new_origin_days) * 86_400)
                 .max(config.signals.failures_window.0.as_secs() as i64);
             let _ = self.store.purge_history(now_s - keep);
+            let days = i64::from(config.store.event_history_days);
+            // 0 records nothing new; what was recorded before ages out as with 1 day.
+            let _ = self.store.purge_events(now_s - days.max(1) * 86_400);
         }
     }
 
@@ -1183,6 +1386,7 @@ impl Service {
                 Severity::Warning,
                 &verify_event("failure").field("detail", "challenge expired"),
             );
+            self.record_verify(&pending, "failure", "", "challenge expired");
             return Ok(failure("The challenge expired; try again."));
         }
         let caller: Option<Caller> = context::read_caller(peer.pid).ok();
@@ -1195,6 +1399,12 @@ impl Service {
                 &verify_event("failure")
                     .field("detail", "challenge answered by another process")
                     .field("pid", peer.pid.to_string()),
+            );
+            self.record_verify(
+                &pending,
+                "failure",
+                "",
+                "challenge answered by another process",
             );
             // Put it back: the rightful process may still answer it.
             self.challenges
@@ -1214,6 +1424,7 @@ impl Service {
                 Severity::Warning,
                 &verify_event("failure").field("detail", "locked out"),
             );
+            self.record_verify(&pending, "failure", "", "locked out");
             return Ok(failure("Locked out after too many failed attempts."));
         }
         let records = self
@@ -1332,6 +1543,7 @@ impl Service {
                         .field("lent_by", lent_by.to_string()),
                 );
             }
+            self.record_verify(&pending, "success", kind.as_str(), "");
             return Ok(RespondResult {
                 result: result::SUCCESS.into(),
                 message: String::new(),
@@ -1373,6 +1585,7 @@ impl Service {
             )
             .map_err(self.fail("failure count"))?;
         let tries_left = pending.tries_left.saturating_sub(1);
+        self.record_verify(&pending, "failure", "", &detail);
         self.audit.emit(
             Severity::Warning,
             &verify_event("failure")
@@ -1388,6 +1601,7 @@ impl Service {
                     .field("failures", state.failures.to_string())
                     .field("until", state.locked_until.to_string()),
             );
+            self.record_lockout(&pending, state.failures, state.locked_until);
             return Ok(RespondResult {
                 result: result::MAX_TRIES.into(),
                 message: format!(
@@ -1751,6 +1965,17 @@ impl Service {
             .store
             .clear_user_failures(user)
             .map_err(self.fail("unlock"))?;
+        if self.config().store.event_history_days > 0 {
+            self.recorder.record(crate::events::new_event(
+                unix_now() as i64,
+                crate::events::kind::UNLOCK,
+                user,
+                "",
+                "",
+                if was { "unlocked" } else { "none" },
+                &serde_json::json!({}),
+            ));
+        }
         self.audit.emit(
             Severity::Notice,
             &Event::new("unlock")
@@ -1946,7 +2171,8 @@ impl Service {
             crate::config::count_rules(config.rules.len())
         ));
         notes.push(format!("judged at {at}"));
-        let Assessment { decision, outcome } = self.assess(&config, &ctx, None, at)?;
+        let history = self.history(&config, &ctx, at.as_second(), false)?;
+        let Assessment { decision, outcome } = self.assess(&config, &ctx, &history, None, at)?;
         let mut out = stepup_proto::Explanation {
             signals: decision
                 .signals
@@ -2059,6 +2285,7 @@ impl Service {
             audit_errors: audit.errors,
             audit_epoch: audit.epoch,
             audit_seq: audit.seq,
+            history_dropped: self.recorder.dropped(),
         })
     }
 }
@@ -2699,6 +2926,91 @@ mod tests {
             svc.enroll_totp(me(), "no-such-user-xyz", SECRET_B32, &params),
             Err(ServiceError::InvalidArgs(m)) if m.contains("unknown user")
         ));
+    }
+
+    #[test]
+    fn decisions_answers_and_unlocks_go_to_the_event_history_that_only_root_reads() {
+        let (_d, svc) = service(STEP_UP);
+        enrol(&svc);
+        let d = svc.evaluate(me(), &request("stepup-test")).unwrap();
+        let code = current_code();
+        let wrong = format!(
+            "{:06}",
+            (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+        );
+        let r = svc.respond(me(), &d.challenge_id, &wrong).unwrap();
+        assert_eq!(r.result, result::RETRY);
+        let r = svc.respond(me(), &d.challenge_id, &code).unwrap();
+        assert_eq!(r.result, result::SUCCESS);
+        let mut remote = request("elsewhere");
+        remote.rhost = "::ffff:192.0.2.5".into();
+        assert_eq!(svc.evaluate(me(), &remote).unwrap().outcome, outcome::ALLOW);
+        svc.unlock(me(), "nobody").unwrap();
+
+        let user = Peer { uid: 65534, pid: 1 };
+        assert!(matches!(
+            svc.event_history(user, 0, 0, 10),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        assert!(matches!(
+            svc.event_history(me(), 0, 0, 0),
+            Err(ServiceError::InvalidArgs(_))
+        ));
+        // Read right away: the first page waits for what is queued.
+        let rows = svc.event_history(me(), 0, 0, 500).unwrap();
+        let seen: Vec<(&str, &str, &str, &str)> = rows
+            .iter()
+            .map(|e| {
+                (
+                    e.kind.as_str(),
+                    e.outcome.as_str(),
+                    e.rule.as_str(),
+                    e.origin.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("decision", "challenge", "t", "local:/dev/pts/9"),
+                ("verify", "failure", "t", "local:/dev/pts/9"),
+                ("verify", "success", "t", "local:/dev/pts/9"),
+                ("decision", "allow", "", "192.0.2.5"),
+                ("unlock", "none", "", ""),
+            ]
+        );
+        assert!(rows.iter().all(|e| e.user == "nobody"));
+        let first: crate::events::DecisionData = serde_json::from_str(&rows[0].data).unwrap();
+        let ctx = first.context.unwrap();
+        assert_eq!(
+            (ctx.service.as_str(), ctx.user.as_str(), ctx.phase.as_str()),
+            ("stepup-test", "nobody", "account")
+        );
+        assert_eq!(first.verdict.as_deref(), Some("step_up"));
+        assert_eq!(first.factors, vec!["totp".to_string()]);
+        let verify: crate::events::VerifyData = serde_json::from_str(&rows[2].data).unwrap();
+        assert_eq!(verify.factor, "totp");
+        // No answer, right or wrong, and no challenge id is ever recorded.
+        for e in &rows {
+            for secret in [code.as_str(), wrong.as_str(), d.challenge_id.as_str()] {
+                assert!(!e.data.contains(secret), "{} in {}", secret, e.data);
+            }
+        }
+        // Pages follow the ids.
+        let rest = svc.event_history(me(), 0, rows[2].id, 500).unwrap();
+        assert_eq!(rest, rows[3..].to_vec());
+        assert_eq!(svc.status(me()).unwrap().history_dropped, 0);
+    }
+
+    #[test]
+    fn event_history_days_0_records_nothing() {
+        let (_d, svc) = service(&format!("[store]\nevent_history_days = 0\n{STEP_UP}"));
+        assert_eq!(
+            svc.evaluate(me(), &request("elsewhere")).unwrap().outcome,
+            outcome::ALLOW
+        );
+        svc.unlock(me(), "nobody").unwrap();
+        assert!(svc.event_history(me(), 0, 0, 500).unwrap().is_empty());
     }
 
     #[test]

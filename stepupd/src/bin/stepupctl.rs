@@ -52,6 +52,12 @@ enum Cmd {
     /// List or revoke grants (successful step-ups that spare the next prompt).
     #[command(subcommand)]
     Grants(GrantsCmd),
+    /// Counts from the daemon's event history: decisions, challenges, successes,
+    /// failures and lockouts per user, per rule and per origin; top reasons.
+    Report(ReportArgs),
+    /// Replay recorded decisions under a candidate policy and show what would change
+    /// (challenges added or removed per rule). Changes nothing.
+    Simulate(SimulateArgs),
     /// Check the audit trail in syslog files (needs no daemon).
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -159,6 +165,32 @@ fn audit_verify(files: &[PathBuf], key: &std::path::Path, json: bool) -> ExitCod
     } else {
         ExitCode::from(1)
     }
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// How far back, e.g. 24h, 7d, 30d.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    since: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// The candidate policy file (checked like `policy check`).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// How far back to replay, e.g. 24h, 7d, 30d.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    since: String,
+    /// Example lines per kind of change.
+    #[arg(long, default_value_t = stepupd::simulate::EXAMPLES, value_name = "N")]
+    examples: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -429,6 +461,7 @@ async fn run(args: Args) -> Result<(), String> {
                         "version": s.version, "uptime_s": s.uptime_s, "config": s.config_source,
                         "rules": s.rules, "factors": s.factors, "pending_challenges": s.pending_challenges,
                         "transports": s.transports, "decisions": s.decisions,
+                        "history_dropped": s.history_dropped,
                         "audit": {
                             "sink": s.audit_sink, "queued": s.audit_queued,
                             "written": s.audit_written, "dropped": s.audit_dropped,
@@ -447,6 +480,9 @@ async fn run(args: Args) -> Result<(), String> {
                 println!("factors:    {}", s.factors);
                 println!("decisions:  {}", s.decisions);
                 println!("challenges: {} open", s.pending_challenges);
+                if s.history_dropped > 0 {
+                    println!("history:    {} events dropped", s.history_dropped);
+                }
                 println!(
                     "audit:      {}, {} written, {} queued, {} dropped, {} errors; epoch {} seq {}",
                     s.audit_sink,
@@ -496,6 +532,46 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Cmd::Policy(PolicyCmd::Check { file }) => check_policy(&file)?,
+        Cmd::Report(a) => {
+            let (since, until) = window(&a.since)?;
+            let rows = fetch_history(&proxy, since).await?;
+            let report = stepupd::report::build(&rows, since, until);
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", stepupd::report::render(&report));
+            }
+        }
+        Cmd::Simulate(a) => {
+            let (since, _) = window(&a.since)?;
+            let candidate =
+                stepupd::config::Config::load(Some(&a.policy)).map_err(|e| e.to_string())?;
+            let rows = fetch_history(&proxy, since).await?;
+            let mut groups: std::collections::HashMap<String, Vec<String>> =
+                std::collections::HashMap::new();
+            let sim = stepupd::simulate::simulate(
+                &candidate,
+                &rows,
+                &mut |user| {
+                    groups
+                        .entry(user.to_string())
+                        .or_insert_with(|| stepupd::context::user_groups(user))
+                        .clone()
+                },
+                a.examples,
+            );
+            if a.json {
+                let mut v = serde_json::to_value(&sim).map_err(|e| e.to_string())?;
+                v["candidate"] = serde_json::Value::from(candidate.source.clone());
+                v["since"] = serde_json::Value::from(since);
+                println!("{v}");
+            } else {
+                print!("{}", stepupd::simulate::render(&sim, &candidate.source));
+            }
+        }
         // Handled in main, before connecting: it needs no daemon.
         Cmd::Audit(_) => {}
         Cmd::Explain(a) => {
@@ -712,10 +788,63 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The report window from `--since`: (start, now) in unix seconds.
+fn window(since: &str) -> Result<(i64, i64), String> {
+    let back = stepupd::duration::parse_duration(since).map_err(|e| format!("--since: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok((now - back.as_secs() as i64, now))
+}
+
+/// Every recorded event since `since`, page by page.
+async fn fetch_history(
+    proxy: &StepupdProxy<'_>,
+    since: i64,
+) -> Result<Vec<stepupd::store::EventRecord>, String> {
+    let page_max = stepup_proto::HISTORY_PAGE_MAX;
+    let mut rows = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = proxy
+            .event_history(since, after, page_max)
+            .await
+            .map_err(describe)?;
+        let full = page.len() == page_max as usize;
+        for e in page {
+            after = e.id;
+            rows.push(stepupd::store::EventRecord {
+                id: e.id,
+                event: stepupd::store::NewEvent {
+                    at: e.at,
+                    kind: e.kind,
+                    user: e.user,
+                    rule: e.rule,
+                    origin: e.origin,
+                    outcome: e.outcome,
+                    data: e.data,
+                },
+            });
+        }
+        if !full {
+            return Ok(rows);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // Like stepupd --check-config: errors start with file:line:col, for editors and
     // scripts that look for that shape.
+    if let Cmd::Audit(AuditCmd::Verify { files, key, json }) = &args.command {
+        return audit_verify(files, key, *json);
+    }
+    if let Cmd::Simulate(a) = &args.command
+        && let Err(e) = stepupd::config::Config::load(Some(&a.policy))
+    {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     if let Cmd::Audit(AuditCmd::Verify { files, key, json }) = &args.command {
         return audit_verify(files, key, *json);
     }

@@ -1,5 +1,5 @@
-//! Durable state behind one trait: enrolled factors, replay counters, failure counts
-//! and grants.
+//! Durable state behind one trait: enrolled factors, replay counters, failure counts,
+//! grants, and the event history that reports and policy simulation read.
 //!
 //! SQLite ([`sqlite::SqliteStore`]) is the embedded default; a fleet backend
 //! implements the same trait. Every state change that guards against replay is a
@@ -120,6 +120,35 @@ impl HistoryKind {
     }
 }
 
+/// One event of the history behind `stepupctl report` and `stepupctl simulate`
+/// (decisions, verifications, lockouts, unlocks), as written by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Unix time of the event.
+    pub at: i64,
+    /// `decision`, `verify`, `lockout` or `unlock` (see [`crate::events::kind`]).
+    pub kind: String,
+    /// The user the event is about (for sudo: the invoking user).
+    pub user: String,
+    /// The rule that decided or asked for the step-up; empty when none.
+    pub rule: String,
+    /// Where from: the remote address, or `local:<tty>`.
+    pub origin: String,
+    /// `allow`/`challenge`/`deny`, `success`/`failure`, `locked`, `unlocked`/`none`.
+    pub outcome: String,
+    /// The rest, as JSON (see [`crate::events`]); never a secret or a typed answer.
+    pub data: String,
+}
+
+/// A stored event, with its row id (ids grow with insertion order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Row id.
+    pub id: i64,
+    /// The event.
+    pub event: NewEvent,
+}
+
 /// A user's run of failed answers, for backoff and lockout.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FailureState {
@@ -204,4 +233,16 @@ pub trait Store: Send + Sync {
     fn ssh_key_known(&self, user: &str, fingerprint: &str) -> Result<bool, StoreError>;
     /// Remembers that `user` logged in with `fingerprint` at `at`.
     fn remember_ssh_key(&self, user: &str, fingerprint: &str, at: i64) -> Result<(), StoreError>;
+    /// Stores a batch of events in one transaction: all or none.
+    fn record_events(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+    /// Up to `limit` events at or after `since` with an id greater than `after_id`,
+    /// in id order (page on with the last id returned).
+    fn events_since(
+        &self,
+        since: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// Deletes events older than `before`; returns how many.
+    fn purge_events(&self, before: i64) -> Result<usize, StoreError>;
 }

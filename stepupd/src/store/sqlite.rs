@@ -1,5 +1,6 @@
 //! The SQLite store: one file, WAL journal, `synchronous = FULL`, so an accepted
-//! counter is on disk before success is returned and survives a crash.
+//! counter is on disk before success is returned and survives a crash. The event
+//! history is written in batches, one transaction each (see `crate::recorder`).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -7,11 +8,28 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    FactorRecord, FailureState, Grant, GrantScope, HistoryKind, NewFactor, Store, StoreError,
+    EventRecord, FactorRecord, FailureState, Grant, GrantScope, HistoryKind, NewEvent, NewFactor,
+    Store, StoreError,
 };
 use crate::config::FactorKind;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
+
+/// Version 4 adds the event history (`stepupctl report`, `stepupctl simulate`). A
+/// version 1 to 3 database keeps every row; the new table starts empty.
+const EVENTS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    user    TEXT    NOT NULL,
+    rule    TEXT    NOT NULL,
+    origin  TEXT    NOT NULL,
+    outcome TEXT    NOT NULL,
+    data    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_at ON events(at);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS factors (
@@ -110,10 +128,16 @@ impl SqliteStore {
                 "schema version {version} is newer than this stepupd understands ({SCHEMA_VERSION}); upgrade stepupd"
             )));
         }
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| fail(e.to_string()))?;
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(|e| fail(e.to_string()))?;
+        // One transaction: a crash part-way leaves the old version, whole.
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} {EVENTS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            fail(format!(
+                "cannot bring the schema from version {version} to {SCHEMA_VERSION}: {e}"
+            ))
+        })?;
         Ok(SqliteStore {
             path: display,
             conn: Mutex::new(conn),
@@ -421,6 +445,65 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+
+    fn record_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let written = (|| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO events (at, kind, user, rule, origin, outcome, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for e in events {
+                    stmt.execute(params![
+                        e.at, e.kind, e.user, e.rule, e.origin, e.outcome, e.data
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        written.map_err(|e| StoreError::Database {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn events_since(
+        &self,
+        since: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT id, at, kind, user, rule, origin, outcome, data FROM events
+                 WHERE at >= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?
+            .query_map(params![since, after_id, limit], |r| {
+                Ok(EventRecord {
+                    id: r.get(0)?,
+                    event: NewEvent {
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        user: r.get(3)?,
+                        rule: r.get(4)?,
+                        origin: r.get(5)?,
+                        outcome: r.get(6)?,
+                        data: r.get(7)?,
+                    },
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn purge_events(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|c| c.execute("DELETE FROM events WHERE at < ?1", params![before]))
+    }
 }
 
 #[cfg(test)]
@@ -696,6 +779,142 @@ mod tests {
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.factors(Some("alice")).unwrap().len(), 1);
         s.remember_ssh_key("alice", "SHA256:x", 1).unwrap();
+    }
+
+    fn event(at: i64, user: &str) -> NewEvent {
+        NewEvent {
+            at,
+            kind: "decision".into(),
+            user: user.into(),
+            rule: "r".into(),
+            origin: "local:/dev/pts/0".into(),
+            outcome: "allow".into(),
+            data: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn events_are_stored_in_batches_read_in_pages_and_purged_by_age() {
+        let (_d, s) = store();
+        s.record_events(&[]).unwrap();
+        let batch: Vec<NewEvent> = (0..5).map(|i| event(100 + i, "alice")).collect();
+        s.record_events(&batch).unwrap();
+        let all = s.events_since(0, 0, 100).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+            batch
+        );
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        let first = s.events_since(0, 0, 2).unwrap();
+        assert_eq!(first.len(), 2);
+        let rest = s.events_since(0, first[1].id, 100).unwrap();
+        assert_eq!(
+            rest.iter().map(|e| e.event.at).collect::<Vec<_>>(),
+            vec![102, 103, 104]
+        );
+        assert_eq!(s.events_since(103, 0, 100).unwrap().len(), 2, "since");
+        assert_eq!(s.purge_events(102).unwrap(), 2);
+        assert_eq!(s.events_since(0, 0, 100).unwrap()[0].event.at, 102);
+    }
+
+    #[test]
+    fn a_failed_batch_stores_none_of_its_events() {
+        let (_d, s) = store();
+        s.with(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER no_bob BEFORE INSERT ON events WHEN NEW.user = 'bob'
+                 BEGIN SELECT RAISE(ABORT, 'bob refused'); END;",
+            )
+        })
+        .unwrap();
+        let e = s
+            .record_events(&[event(1, "alice"), event(2, "bob")])
+            .unwrap_err();
+        assert!(e.to_string().contains("bob refused"), "{e}");
+        assert!(s.events_since(0, 0, 10).unwrap().is_empty());
+        s.record_events(&[event(3, "alice")]).unwrap();
+        assert_eq!(s.events_since(0, 0, 10).unwrap().len(), 1);
+    }
+
+    /// The version 3 schema exactly as stepupd created it before the event history.
+    const V3_SCHEMA: &str = "
+        CREATE TABLE factors (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL DEFAULT '', params TEXT NOT NULL, sealed_secret BLOB NOT NULL, last_counter INTEGER, created INTEGER NOT NULL, last_used INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_failure INTEGER NOT NULL DEFAULT 0);
+        CREATE INDEX factors_user ON factors(user);
+        CREATE TABLE grants (user TEXT NOT NULL, target_user TEXT NOT NULL, service TEXT NOT NULL, session TEXT NOT NULL, origin TEXT NOT NULL, invocation TEXT NOT NULL, rule TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL);
+        CREATE INDEX grants_scope ON grants(user, target_user, service, session, origin, invocation);
+        CREATE TABLE history (user TEXT NOT NULL, kind INTEGER NOT NULL, origin TEXT NOT NULL, at INTEGER NOT NULL);
+        CREATE INDEX history_user_kind_at ON history(user, kind, at);
+        CREATE INDEX history_user_kind_origin ON history(user, kind, origin, at);
+        CREATE INDEX history_at ON history(at);
+        CREATE TABLE lockouts (user TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_failure INTEGER NOT NULL, locked_until INTEGER NOT NULL);
+        CREATE TABLE ssh_keys (user TEXT NOT NULL, fingerprint TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY (user, fingerprint));
+        PRAGMA user_version = 3;";
+
+    #[test]
+    fn a_version_3_database_is_migrated_to_4_keeping_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(V3_SCHEMA).unwrap();
+            c.execute_batch(
+                "INSERT INTO factors (user, kind, params, sealed_secret, last_counter, created) VALUES ('alice', 'totp', '{}', x'0102', 77, 5);
+                 INSERT INTO grants VALUES ('alice', 'root', 'sudo', '3:100:200', 'local:/dev/pts/0', '', 'r', 100, 4000000000);
+                 INSERT INTO history VALUES ('alice', 2, '192.0.2.1', 150);
+                 INSERT INTO lockouts VALUES ('alice', 2, 150, 0);
+                 INSERT INTO ssh_keys VALUES ('alice', 'SHA256:abc', 1, 2);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let version: i64 = s
+            .with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, 4);
+        let f = &s.factors(Some("alice")).unwrap()[0];
+        assert_eq!(
+            (f.sealed_secret.clone(), f.last_counter),
+            (vec![1, 2], Some(77))
+        );
+        assert!(
+            !s.advance_counter(f.id, 77, 1).unwrap(),
+            "the counter survived"
+        );
+        assert_eq!(s.grants(Some("alice"), 200).unwrap()[0].rule, "r");
+        assert_eq!(
+            s.count_history("alice", HistoryKind::Failure, 0).unwrap(),
+            1
+        );
+        assert_eq!(s.failure_state("alice").unwrap().failures, 2);
+        assert!(s.ssh_key_known("alice", "SHA256:abc").unwrap());
+        assert!(s.events_since(0, 0, 10).unwrap().is_empty());
+        s.record_events(&[event(1, "alice")]).unwrap();
+        drop(s);
+        // Opening the migrated database again changes nothing.
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.events_since(0, 0, 10).unwrap().len(), 1);
+        assert_eq!(s.factors(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_stepupd_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE future (x); PRAGMA user_version = 9;")
+            .unwrap();
+        let e = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(e.contains("schema version 9 is newer"), "{e}");
+        let c = Connection::open(&path).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]
