@@ -14,12 +14,14 @@ pub fn matches(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // `*` first: taken as a literal where the text has a `*` too, it would be
+        // spent without a backtrack point (found by the command_pattern fuzz target).
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -64,6 +66,17 @@ mod tests {
         assert!(matches("/dev/sd?", "/dev/sda"));
         assert!(!matches("/dev/sd?", "/dev/sd"));
         assert!(!matches("/dev/sd?", "/dev/sdab"));
+    }
+
+    #[test]
+    fn a_star_is_a_wildcard_even_where_the_text_has_a_star() {
+        // Otherwise `sudo rm '*' /etc/x` escaped a rule for "/usr/bin/rm *".
+        assert!(matches("*", "* /etc/x"));
+        assert!(matches("*", "*"));
+        assert!(matches("restart *", "restart *foo"));
+        assert!(matches("a*b", "a*xb"));
+        assert!(matches("*.conf", "*.conf.conf"));
+        assert!(!matches("a*b", "a*"));
     }
 
     #[test]
