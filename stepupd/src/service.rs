@@ -3003,6 +3003,30 @@ mod tests {
     }
 
     #[test]
+    fn recording_adds_no_disk_write_to_an_allowed_decision_and_its_cost_is_printed() {
+        let n: u32 = 300;
+        for days in [0, 90] {
+            let (_d, svc) = service(&format!("[store]\nevent_history_days = {days}\n{STEP_UP}"));
+            let req = request("elsewhere");
+            // Warm caches (sudoers, NSS, page cache) so both runs are measured alike.
+            for _ in 0..50 {
+                svc.evaluate(me(), &req).unwrap();
+            }
+            let started = Instant::now();
+            for _ in 0..n {
+                assert_eq!(svc.evaluate(me(), &req).unwrap().outcome, outcome::ALLOW);
+            }
+            let per = started.elapsed() / n;
+            let stored = svc.event_history(me(), 0, 0, 500).unwrap().len();
+            println!(
+                "event_history_days = {days}: {per:?} per allowed Evaluate; {stored} events stored"
+            );
+            assert_eq!(stored, if days == 0 { 0 } else { 50 + n as usize });
+            assert_eq!(svc.history_dropped(), 0);
+        }
+    }
+
+    #[test]
     fn event_history_days_0_records_nothing() {
         let (_d, svc) = service(&format!("[store]\nevent_history_days = 0\n{STEP_UP}"));
         assert_eq!(
