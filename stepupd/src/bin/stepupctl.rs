@@ -61,6 +61,11 @@ enum Cmd {
     /// Check the audit trail in syslog files (needs no daemon).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +97,32 @@ struct ExplainArgs {
     /// Judge with this candidate policy file instead of the running one.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// How far back, e.g. 24h, 7d, 30d.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    since: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// The candidate policy file (checked like `policy check`).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// How far back to replay, e.g. 24h, 7d, 30d.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    since: String,
+    /// Example lines per kind of change.
+    #[arg(long, default_value_t = stepupd::simulate::EXAMPLES, value_name = "N")]
+    examples: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -165,32 +196,6 @@ fn audit_verify(files: &[PathBuf], key: &std::path::Path, json: bool) -> ExitCod
     } else {
         ExitCode::from(1)
     }
-}
-
-#[derive(Debug, clap::Args)]
-struct ReportArgs {
-    /// How far back, e.g. 24h, 7d, 30d.
-    #[arg(long, default_value = "7d", value_name = "DURATION")]
-    since: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, clap::Args)]
-struct SimulateArgs {
-    /// The candidate policy file (checked like `policy check`).
-    #[arg(long, value_name = "FILE")]
-    policy: PathBuf,
-    /// How far back to replay, e.g. 24h, 7d, 30d.
-    #[arg(long, default_value = "7d", value_name = "DURATION")]
-    since: String,
-    /// Example lines per kind of change.
-    #[arg(long, default_value_t = stepupd::simulate::EXAMPLES, value_name = "N")]
-    examples: usize,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -480,9 +485,6 @@ async fn run(args: Args) -> Result<(), String> {
                 println!("factors:    {}", s.factors);
                 println!("decisions:  {}", s.decisions);
                 println!("challenges: {} open", s.pending_challenges);
-                if s.history_dropped > 0 {
-                    println!("history:    {} events dropped", s.history_dropped);
-                }
                 println!(
                     "audit:      {}, {} written, {} queued, {} dropped, {} errors; epoch {} seq {}",
                     s.audit_sink,
@@ -493,6 +495,9 @@ async fn run(args: Args) -> Result<(), String> {
                     s.audit_epoch,
                     s.audit_seq
                 );
+                if s.history_dropped > 0 {
+                    println!("history:    {} events dropped", s.history_dropped);
+                }
             }
         }
         Cmd::Factors(FactorsCmd::List { user, json }) => {
@@ -532,6 +537,8 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Cmd::Policy(PolicyCmd::Check { file }) => check_policy(&file)?,
+        // Handled in main, before connecting: it needs no daemon.
+        Cmd::Audit(_) => {}
         Cmd::Report(a) => {
             let (since, until) = window(&a.since)?;
             let rows = fetch_history(&proxy, since).await?;
@@ -572,8 +579,7 @@ async fn run(args: Args) -> Result<(), String> {
                 print!("{}", stepupd::simulate::render(&sim, &candidate.source));
             }
         }
-        // Handled in main, before connecting: it needs no daemon.
-        Cmd::Audit(_) => {}
+        Cmd::Completions { shell } => print_completions(shell),
         Cmd::Explain(a) => {
             let (policy, policy_name) = match &a.policy {
                 Some(p) => (
@@ -788,6 +794,15 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+fn print_completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    use std::io::Write;
+    // Generated into memory: clap_complete panics on a closed stdout (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "stepupctl", &mut script);
+    let _ = std::io::stdout().write_all(&script);
+}
+
 /// The report window from `--since`: (start, now) in unix seconds.
 fn window(since: &str) -> Result<(i64, i64), String> {
     let back = stepupd::duration::parse_duration(since).map_err(|e| format!("--since: {e}"))?;
@@ -834,11 +849,13 @@ async fn fetch_history(
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Needs no daemon, like `policy check`.
+    if let Cmd::Completions { shell } = args.command {
+        print_completions(shell);
+        return ExitCode::SUCCESS;
+    }
     // Like stepupd --check-config: errors start with file:line:col, for editors and
     // scripts that look for that shape.
-    if let Cmd::Audit(AuditCmd::Verify { files, key, json }) = &args.command {
-        return audit_verify(files, key, *json);
-    }
     if let Cmd::Simulate(a) = &args.command
         && let Err(e) = stepupd::config::Config::load(Some(&a.policy))
     {
