@@ -49,6 +49,42 @@ fn section<'a>(out: &'a str, start: &str, end: &str) -> &'a str {
 }
 
 #[test]
+fn the_stepupctl_man_page_names_every_subcommand() {
+    let help = Command::new(support::stepupctl_bin())
+        .arg("--help")
+        .output()
+        .expect("cannot run stepupctl --help");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let page = std::fs::read_to_string(repo_root().join("packaging/man/stepupctl.1")).unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(
+        commands.len() >= 10,
+        "parsed the command list: {commands:?}\n{help}"
+    );
+    // The terms of the COMMANDS list: the line after each `.TP`, first word.
+    let lines: Vec<&str> = page.lines().collect();
+    let described: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .filter_map(|w| w[1].split_once(' ').map(|(_, term)| term))
+        .filter_map(|term| term.trim_start_matches('"').split([' ', '"']).next())
+        .collect();
+    for command in commands {
+        assert!(
+            described.contains(&command),
+            "packaging/man/stepupctl.1 does not describe `stepupctl {command}` (terms: {described:?})"
+        );
+    }
+}
+
+#[test]
 fn lintian_finds_no_errors_and_the_package_holds_the_expected_files_and_modes() {
     if !skip_unless_root(
         "lintian_finds_no_errors_and_the_package_holds_the_expected_files_and_modes",
