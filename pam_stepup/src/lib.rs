@@ -14,6 +14,7 @@
 pub mod args;
 pub mod client;
 pub mod flow;
+pub mod wire;
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int};
