@@ -25,6 +25,10 @@ use support::{
 /// A second TOTP secret, so a second success needs no wait for the next time step.
 const SECOND_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
+/// 30 bytes; a reason of 300 of them makes a decision record longer than syslog
+/// carries.
+const LONG_REASON: &str = "a very long reason, repeated. ";
+
 /// The three files rsyslog writes.
 const FORMATS: [&str; 3] = ["auth.log", "auth-iso.log", "auth-5424.log"];
 
@@ -284,8 +288,11 @@ fn verify(files: &[PathBuf], key: &Path) -> support::Finished {
 fn policy() -> String {
     "[lockout]\nmax_failures = 2\nbackoff = \"1s\"\n\n\
      [[rule]]\nid = \"step\"\nservices = [\"audit-step\"]\naction = \"step_up\"\nmax_tries = 3\nreauth = \"2s\"\n\n\
-     [[rule]]\nid = \"nope\"\nservices = [\"audit-deny\"]\naction = \"deny\"\n"
+     [[rule]]\nid = \"nope\"\nservices = [\"audit-deny\"]\naction = \"deny\"\n\n\
+     [[rule]]\nid = \"long\"\nservices = [\"audit-long\"]\naction = \"deny\"\nreason = \""
         .to_string()
+        + &LONG_REASON.repeat(300)
+        + "\"\n"
 }
 
 #[test]
@@ -302,7 +309,7 @@ fn every_catalogue_event_reaches_rsyslog_with_its_fields_and_the_chain_verifies(
     let mut daemon = start();
     let pam = PamConfDir::new(dir.path());
     let stack = stepup_only_stack(&stepup_args(daemon.socket(), 5000, "secure"));
-    for service in ["audit-step", "audit-deny", "audit-allow"] {
+    for service in ["audit-step", "audit-deny", "audit-allow", "audit-long"] {
         pam.write(service, &stack);
     }
     daemon.enroll_totp(TEST_USER, TOTP_SECRET);
@@ -317,6 +324,11 @@ fn every_catalogue_event_reaches_rsyslog_with_its_fields_and_the_chain_verifies(
         .run()
         .assert_results(&[("account", 0)]);
     Harness::new(&pam, "audit-deny")
+        .phase("account")
+        .run()
+        .assert_results(&[("account", 6)]);
+    // A decision whose reason alone is over syslog's size.
+    Harness::new(&pam, "audit-long")
         .phase("account")
         .run()
         .assert_results(&[("account", 6)]);
@@ -372,12 +384,21 @@ fn every_catalogue_event_reaches_rsyslog_with_its_fields_and_the_chain_verifies(
     drop(daemon);
     std::thread::sleep(Duration::from_secs(3).saturating_sub(granted.elapsed()));
     std::fs::remove_file(dir.path().join("audit.sock")).unwrap();
-    let mut second = start();
+    let second = start();
     // The first clean-up runs as the daemon starts serving.
     rsyslog.wait_for(Duration::from_secs(10), |m| {
         m.iter().any(|l| l.starts_with("event=grant_expired "))
     });
-    second.stop();
+    // A crash (after the head was saved, 0.1 s after the last record): the next run
+    // says so, and the trail still verifies.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill with a pid this test started and still owns; no memory involved.
+    let killed = unsafe { libc::kill(second.pid() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(killed, 0, "SIGKILL the second daemon");
+    drop(second);
+    std::fs::remove_file(dir.path().join("audit.sock")).unwrap();
+    let mut third = start();
+    third.stop();
 
     let messages = rsyslog.wait_for(Duration::from_secs(10), |m| {
         m.iter()
@@ -415,6 +436,7 @@ fn every_catalogue_event_reaches_rsyslog_with_its_fields_and_the_chain_verifies(
         with("audit_start", "prev_end", "clean"),
         "the restart links to a clean stop"
     );
+    assert!(with("audit_start", "prev_end", "unclean"), "and to a crash");
     // Injections stay inside one value: the forged text is the value, and no record
     // gained an extra `event`, `seq` or `mac`.
     assert!(
@@ -436,7 +458,21 @@ fn every_catalogue_event_reaches_rsyslog_with_its_fields_and_the_chain_verifies(
             assert_eq!(f.iter().filter(|(k, _)| k == key).count(), 1, "{f:?}");
         }
     }
+    // The oversized record arrived whole (it verifies below), cut at its longest
+    // value, which it names with the original length.
     assert!(messages.iter().all(|m| m.len() <= 8000));
+    let long = parsed
+        .iter()
+        .find(|f| get(f, "rule") == Some("long"))
+        .expect("the long decision");
+    let cut = get(long, "truncated").and_then(|t| t.strip_prefix("reason:"));
+    assert!(
+        cut.and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n >= 9000),
+        "{long:?}"
+    );
+    assert!(get(long, "reason").unwrap().contains(LONG_REASON));
+    assert_eq!(get(long, "decision"), Some("deny"));
 
     // The chain verifies in all three formats, across the restart.
     let key = dir.path().join("etc/audit.key");
@@ -444,7 +480,12 @@ fn every_catalogue_event_reaches_rsyslog_with_its_fields_and_the_chain_verifies(
         let out = verify(&[rsyslog.file(format)], &key);
         assert_eq!(out.code, Some(0), "{format}:\n{}", out.transcript());
         assert!(out.stdout.contains("OK: "), "{}", out.stdout);
-        assert!(out.stdout.contains(" in 2 epochs,"), "{}", out.stdout);
+        assert!(out.stdout.contains(" in 3 epochs,"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("ended without daemon_stop"),
+            "{}",
+            out.stdout
+        );
     }
 
     // Tampering: each copy has one change, and verify names it.

@@ -1,17 +1,18 @@
 //! The writer thread: takes rendered events off the bounded queue, bounds each to
-//! syslog's size, numbers and MACs it, and delivers it to exactly one sink (the
-//! syslog socket or the journal's native socket), retrying with backoff while the
-//! sink is missing or stalled. A record that has its `seq` is never given up while
-//! the daemon runs, so the chain has no holes of our own making; while the writer is
-//! stuck, the queue absorbs events and, once full, emit() counts what it refuses,
-//! and the writer reports that count in an `audit_overflow` record when it can write
-//! again.
+//! syslog's size, numbers and MACs it, echoes it (`--audit-stderr`), and delivers it
+//! to exactly one sink (the syslog socket or the journal's native socket). Sends never
+//! block: while the sink is full or missing, chained records wait in order (up to
+//! [`UNDELIVERED_MAX`], then the queue fills) and are retried with backoff. A record
+//! that has its `seq` is never given up while the daemon runs, so the chain has no
+//! holes of our own making; events emit() refuses on a full queue are counted and
+//! reported by an `audit_overflow` record.
 
+use std::collections::VecDeque;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::chain::{ChainKey, Head, ZERO_MAC};
@@ -25,12 +26,18 @@ pub const MAX_MESSAGE: usize = 8192 - 192;
 /// Room kept for the chain trailer (` v=1 time=… epoch=… seq=… mac=…`, at most 115
 /// bytes).
 const TRAILER_ROOM: usize = 128;
-/// How long one send may block on a stalled socket before it counts as an error.
-const SEND_TIMEOUT: Duration = Duration::from_millis(500);
-/// Longest pause between retries while the sink is down.
+/// First pause before a retry.
+const MIN_BACKOFF: Duration = Duration::from_millis(2);
+/// Longest pause between retries while the sink's queue is full (it drains fast once
+/// the reader is back).
+const FULL_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest pause between retries while the sink is missing.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Save the head at least this often while records keep coming.
 const HEAD_EVERY: u64 = 256;
+/// ... and once the queue has been empty this long (not at every lull: at high rates
+/// the queue empties between most records).
+const HEAD_IDLE: Duration = Duration::from_millis(100);
 
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,53 +86,105 @@ pub(crate) struct Writer {
     pub seq: u64,
     pub prev_mac: String,
     pub overflow_reported: u64,
+    /// Records written since the head was last saved.
+    pub head_dirty: bool,
+    /// Chained records not yet delivered, oldest first, with whether each counts in
+    /// `Shared::pending` (events from emit) or not (audit_start, audit_overflow).
+    pub undelivered: VecDeque<(Vec<u8>, bool)>,
 }
+
+/// Chained records held back while the sink is down; beyond this the writer stops
+/// taking events off the queue, so the queue fills and emit counts what it refuses.
+pub const UNDELIVERED_MAX: usize = 256;
 
 impl Writer {
     /// Runs until `Stop` or until every sender is gone.
     pub fn run(mut self) {
         self.prev_mac = ZERO_MAC.to_string();
         let start = self.audit_start();
-        self.write(Severity::Notice, SystemTime::now(), &start.render());
+        self.chain(Severity::Notice, SystemTime::now(), &start.render(), false);
         let mut clean = false;
+        let mut open = true;
+        let mut retry_at: Option<Instant> = None;
+        let mut backoff = MIN_BACKOFF;
+        let mut last_record = Instant::now();
         loop {
-            let msg = match self.rx.try_recv() {
-                Ok(m) => m,
-                Err(TryRecvError::Empty) => {
-                    // Idle: a good moment to remember where the chain is.
-                    self.save_head(false, false);
-                    match self.rx.recv() {
-                        Ok(m) => m,
-                        Err(_) => break,
+            if retry_at.is_none_or(|t| Instant::now() >= t) {
+                match self.deliver() {
+                    Delivery::Done => {
+                        retry_at = None;
+                        backoff = MIN_BACKOFF;
+                    }
+                    Delivery::Retry { slow } => {
+                        retry_at = Some(Instant::now() + backoff);
+                        let cap = if slow { MAX_BACKOFF } else { FULL_BACKOFF };
+                        backoff = (backoff * 2).min(cap);
                     }
                 }
-                Err(TryRecvError::Disconnected) => break,
+            }
+            if !open && (self.undelivered.is_empty() || self.shared.past_deadline()) {
+                break;
+            }
+            if self.shared.past_deadline() {
+                // Stopping and out of time: no more waiting on the sink.
+                retry_at = None;
+                self.give_up();
+            }
+            // Wait for an event, the next delivery attempt, or a quiet moment to save
+            // the head.
+            let now = Instant::now();
+            let head_at =
+                (self.head_dirty && self.undelivered.is_empty()).then(|| last_record + HEAD_IDLE);
+            let wake = [retry_at, head_at].into_iter().flatten().min();
+            if !open || self.undelivered.len() >= UNDELIVERED_MAX {
+                std::thread::sleep(wake.map_or(MIN_BACKOFF, |w| w.saturating_duration_since(now)));
+                continue;
+            }
+            let msg = match wake {
+                Some(w) => self.rx.recv_timeout(w.saturating_duration_since(now)),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match msg {
-                Msg::Record(severity, time, line) => {
-                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                    self.write(severity, time, &line);
+                Ok(Msg::Record(severity, time, line)) => {
+                    self.chain(severity, time, &line, true);
                     self.report_overflow();
-                    self.shared.pending.fetch_sub(1, Ordering::Release);
+                    last_record = Instant::now();
                     if self.seq.is_multiple_of(HEAD_EVERY) {
                         self.save_head(false, false);
                     }
                 }
-                Msg::Stop => {
+                Ok(Msg::Stop) => {
                     clean = true;
-                    break;
+                    open = false;
                 }
+                Err(RecvTimeoutError::Timeout) => {
+                    if head_at.is_some_and(|h| Instant::now() >= h) {
+                        self.save_head(false, false);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
+        self.give_up();
         // Whatever is still queued after Stop was emitted after daemon_stop, by a
         // racing call: it is refused and counted like an overflow.
         while let Ok(Msg::Record(..)) = self.rx.try_recv() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.pending.fetch_sub(1, Ordering::Release);
         }
         self.save_head(clean, true);
         self.shared.stopped.store(true, Ordering::Release);
+    }
+
+    /// Counts every undelivered record as dropped (stopping, out of time). Each
+    /// leaves a `seq` gap that `audit verify` reports.
+    fn give_up(&mut self) {
+        for (_, counted) in self.undelivered.drain(..) {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            if counted {
+                self.shared.pending.fetch_sub(1, Ordering::Release);
+            }
+        }
     }
 
     fn audit_start(&self) -> Event {
@@ -153,11 +212,12 @@ impl Writer {
                 .field("dropped", (dropped - self.overflow_reported).to_string())
                 .field("dropped_total", dropped.to_string());
             self.overflow_reported = dropped;
-            self.write(Severity::Warning, SystemTime::now(), &e.render());
+            self.chain(Severity::Warning, SystemTime::now(), &e.render(), false);
         }
     }
 
-    fn save_head(&self, clean: bool, sync: bool) {
+    fn save_head(&mut self, clean: bool, sync: bool) {
+        self.head_dirty = false;
         let (Some(path), true) = (&self.head_path, self.seq > 0) else {
             return;
         };
@@ -178,8 +238,9 @@ impl Writer {
         }
     }
 
-    /// Numbers, MACs and delivers one rendered event.
-    fn write(&mut self, severity: Severity, time: SystemTime, line: &str) {
+    /// Numbers and MACs one rendered event, echoes it, and holds it for delivery.
+    /// `counted`: the event came through emit (and counts in `Shared::pending`).
+    fn chain(&mut self, severity: Severity, time: SystemTime, line: &str, counted: bool) {
         let mut msg = record::bound(line, MAX_MESSAGE - TRAILER_ROOM);
         self.seq += 1;
         push_field(&mut msg, "v", &catalogue::VERSION.to_string());
@@ -189,6 +250,7 @@ impl Writer {
         let mac = self.key.mac(&self.prev_mac, &msg);
         push_field(&mut msg, "mac", &mac);
         self.prev_mac = mac;
+        self.head_dirty = true;
         self.shared.seq.store(self.seq, Ordering::Relaxed);
         if self.echo_stderr {
             eprintln!("audit: {msg}");
@@ -210,19 +272,14 @@ impl Writer {
                 .encode()
             }
         };
-        self.deliver(&datagram);
+        self.undelivered.push_back((datagram, counted));
     }
 
-    /// Sends until it works; gives up only when the daemon is stopping and its grace
-    /// period is over (the record is then counted as dropped and leaves a `seq` gap
-    /// that `audit verify` reports).
-    fn deliver(&mut self, datagram: &[u8]) {
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            if self.shared.past_deadline() {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+    /// Sends held records in order until one does not go. Sends never block: a full
+    /// socket answers at once and is tried again after a short backoff, a missing one
+    /// after a longer one.
+    fn deliver(&mut self) -> Delivery {
+        while let Some((datagram, counted)) = self.undelivered.front() {
             if self.socket.is_none() {
                 self.socket = connect(self.sink.path()).ok();
             }
@@ -230,32 +287,48 @@ impl Writer {
                 Some(s) => s.send(datagram),
                 None => Err(std::io::ErrorKind::NotConnected.into()),
             };
+            let counted = *counted;
             match sent {
                 Ok(_) => {
                     self.shared.written.fetch_add(1, Ordering::Relaxed);
-                    return;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    // No retry can make it fit: give it up (verify will show the
+                    // gap) rather than hold every later record behind it.
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                    // A full socket (timeout) keeps its connection; anything else may be
-                    // a restarted syslog daemon: connect again next time.
-                    if !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) {
+                    let full = e.kind() == std::io::ErrorKind::WouldBlock;
+                    // A full socket keeps its connection; anything else may be a
+                    // restarted syslog daemon: connect again next time.
+                    if !full {
                         self.socket = None;
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
+                    return Delivery::Retry { slow: !full };
                 }
             }
+            self.undelivered.pop_front();
+            if counted {
+                self.shared.pending.fetch_sub(1, Ordering::Release);
+            }
         }
+        Delivery::Done
     }
+}
+
+/// The outcome of a delivery round.
+enum Delivery {
+    /// Nothing is held back.
+    Done,
+    /// Try again later; `slow` when the sink is missing rather than full.
+    Retry { slow: bool },
 }
 
 fn connect(path: &PathBuf) -> std::io::Result<UnixDatagram> {
     let s = UnixDatagram::unbound()?;
-    s.set_write_timeout(Some(SEND_TIMEOUT))?;
+    s.set_nonblocking(true)?;
     s.connect(path)?;
     Ok(s)
 }
