@@ -491,6 +491,57 @@ mod tests {
         assert!(report.problems.is_empty(), "{report:?}");
     }
 
+    /// Prints what emit costs the caller (a figure, not a timed assertion): a typical
+    /// decision event rendered and queued, while the writer drains to a reader.
+    #[test]
+    fn emit_costs_the_caller_one_render_and_one_queue_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let mut n = 0u64;
+            while rx.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        });
+        let log = AuditLog::open(AuditSettings {
+            sink: Sink::Syslog(path),
+            key: ChainKey::from_bytes([2; 32]),
+            head: None,
+            echo_stderr: false,
+            capacity: QUEUE_CAPACITY,
+        })
+        .unwrap();
+        let event = Event::new("decision")
+            .field("request", "c579ec00853581704244a365368a8f03")
+            .field("service", "sudo")
+            .field("phase", "account")
+            .field("user", "alice")
+            .field("decision", "allow")
+            .field("rule", "")
+            .field("target", "root")
+            .field("tty", "/dev/pts/0")
+            .field("rhost", "")
+            .field("command", "/usr/bin/systemctl restart nginx")
+            .field("risk", "0")
+            .field("signals", "");
+        const N: u32 = 4000;
+        let start = Instant::now();
+        for _ in 0..N {
+            log.emit(Severity::Info, &event);
+        }
+        let per = start.elapsed() / N;
+        assert!(log.flush(Duration::from_secs(20)), "{:?}", log.stats());
+        assert_eq!(log.stats().dropped, 0);
+        log.shutdown(Duration::from_secs(1));
+        assert_eq!(reader.join().unwrap(), u64::from(N) + 1);
+        println!("emit: {per:?} per decision event on the caller's thread ({N} events)");
+    }
+
     #[test]
     fn the_next_run_links_to_the_previous_head() {
         let dir = tempfile::tempdir().unwrap();
