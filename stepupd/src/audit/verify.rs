@@ -283,6 +283,18 @@ fn read_lossy(path: &Path) -> Result<String, VerifyError> {
         })
 }
 
+/// `line N`, or `FILE:N` when several files were given.
+fn line_of(files: &[String], at: Loc) -> String {
+    match files {
+        [_, _, ..] => format!(
+            "{}:{}",
+            files.get(at.file).map_or("-", String::as_str),
+            at.line
+        ),
+        _ => format!("line {}", at.line),
+    }
+}
+
 #[derive(Default)]
 struct Verifier {
     recs: Vec<Rec>,
@@ -311,6 +323,7 @@ impl Verifier {
     }
 
     fn finish(mut self, key: &ChainKey, files: Vec<String>) -> Report {
+        let names = files.clone();
         let mut report = Report {
             files,
             records: self.recs.len() + self.problems.len(),
@@ -354,8 +367,9 @@ impl Verifier {
                         &mut self.problems,
                         Some(r.at),
                         format!(
-                            "out of order: seq {} of epoch {epoch} comes after seq {s} (line {})",
-                            r.seq, at.line
+                            "out of order: seq {} of epoch {epoch} comes after seq {s} ({})",
+                            r.seq,
+                            line_of(&names, at)
                         ),
                     );
                     continue;
@@ -378,7 +392,11 @@ impl Verifier {
                         problem(
                             &mut self.problems,
                             Some(r.at),
-                            format!("{what} at line {} (epoch {epoch} seq {})", p.at.line, r.seq),
+                            format!(
+                                "{what} at {} (epoch {epoch} seq {})",
+                                line_of(&names, p.at),
+                                r.seq
+                            ),
                         );
                         continue;
                     }
@@ -388,10 +406,10 @@ impl Verifier {
                             &mut self.problems,
                             Some(r.at),
                             format!(
-                                "gap: seq {}..{} of epoch {epoch} missing between line {} and this line (deleted, or lost before reaching this file)",
+                                "gap: seq {}..{} of epoch {epoch} missing between {} and this line (deleted, or lost before reaching this file)",
                                 p.seq + 1,
                                 r.seq - 1,
-                                p.at.line
+                                line_of(&names, p.at)
                             ),
                         );
                         None
@@ -470,8 +488,8 @@ impl Verifier {
                     &mut self.problems,
                     Some(start.at),
                     format!(
-                        "gap: epoch {prev_epoch} ended at seq {prev_seq}, but its records stop at seq {last} (line {}): the tail was deleted or lost",
-                        at.line
+                        "gap: epoch {prev_epoch} ended at seq {prev_seq}, but its records stop at seq {last} ({}): the tail was deleted or lost",
+                        line_of(&names, *at)
                     ),
                 ),
                 Some((last, mac, _)) if *last == prev_seq && mac != prev_mac => problem(
@@ -659,6 +677,41 @@ mod tests {
         );
         assert_eq!(r.problems.len(), 3);
         assert_eq!(r.verified, 0);
+    }
+
+    #[test]
+    fn rotated_files_verify_together_oldest_first_and_a_missing_older_file_is_a_note() {
+        let lines = trail(2, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("auth.log.1");
+        let new = dir.path().join("auth.log");
+        std::fs::write(&old, lines[..5].join("\n") + "\n").unwrap();
+        std::fs::write(&new, lines[5..].join("\n") + "\n").unwrap();
+        let key = ChainKey::from_bytes(KEY);
+        let r = verify_files(&[old.clone(), new.clone()], &key).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.verified, 8);
+        let r = verify_files(std::slice::from_ref(&new), &key).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.message.contains("earlier records are in an older file")),
+            "{:?}",
+            r.notes
+        );
+        // Oldest last: the order is wrong, and verify says where.
+        let r = verify_files(&[new, old], &key).unwrap();
+        assert!(!r.ok());
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.message.contains("auth.log:") || p.message.contains("auth.log.1:")),
+            "{:?}",
+            r.problems
+        );
+        let e = verify_files(&[dir.path().join("gone")], &key).unwrap_err();
+        assert!(e.to_string().contains("gone"), "{e}");
     }
 
     #[test]
