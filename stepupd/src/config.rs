@@ -252,6 +252,26 @@ pub struct StoreSection {
     /// Days the event history (`stepupctl report`, `stepupctl simulate`) is kept;
     /// 0 records none.
     pub event_history_days: u32,
+    /// Where the state lives: the local SQLite file, or a PostgreSQL database shared
+    /// by a fleet (docs/fleet.md).
+    pub backend: StoreBackend,
+    /// PostgreSQL connection string (`backend = "postgres"`).
+    pub url: Option<String>,
+    /// File holding the PostgreSQL password, so it stays out of the config.
+    pub password_file: Option<PathBuf>,
+    /// Whether the PostgreSQL connection is encrypted and the server verified.
+    pub tls: StoreTls,
+    /// CA certificates (PEM) the server's certificate must chain to; default: the
+    /// system's.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that authenticate clients by it.
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// PostgreSQL connections kept at most.
+    pub pool_size: u32,
+    /// How long a new PostgreSQL connection may take.
+    pub connect_timeout: ConfigDuration,
 }
 
 impl Default for StoreSection {
@@ -260,8 +280,37 @@ impl Default for StoreSection {
             path: PathBuf::from("/var/lib/stepup/state.db"),
             host_key: PathBuf::from("/etc/stepup/host.key"),
             event_history_days: 90,
+            backend: StoreBackend::Sqlite,
+            url: None,
+            password_file: None,
+            tls: StoreTls::Require,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            pool_size: 4,
+            connect_timeout: ConfigDuration(Duration::from_secs(5)),
         }
     }
+}
+
+/// `[store] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One SQLite file on this host (`path`).
+    Sqlite,
+    /// A PostgreSQL database shared by a fleet (`url`).
+    Postgres,
+}
+
+/// `[store] tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreTls {
+    /// Encrypted, and the server's certificate must chain to `tls_ca` and name the host.
+    Require,
+    /// Plain TCP (a Unix socket, or loopback only).
+    Disable,
 }
 
 /// `[audit]`.
@@ -747,6 +796,18 @@ impl Config {
                 store_span,
                 "store.event_history_days must be at most 366 (0 records no event history)",
             ));
+        }
+        match store.backend {
+            StoreBackend::Postgres => crate::store::postgres::check_section(&store)
+                .map_err(|m| err.at(store_span.clone(), m))?,
+            StoreBackend::Sqlite => {
+                if store.url.is_some() || store.password_file.is_some() {
+                    return Err(err.at(
+                        store_span,
+                        "store.url and store.password_file are read only with store.backend = \"postgres\"",
+                    ));
+                }
+            }
         }
         let defaults_span = raw.defaults.as_ref().map_or(0..0, Spanned::span);
         let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
@@ -1543,6 +1604,29 @@ when = { origin = "!office", schedule = "business", risk_at_least = 40, remote =
         assert_eq!((e.line, e.col), (2, 1), "{e}");
         assert!(e.message.contains("at most 366"), "{e}");
         assert!(parse("[store]\nevent_history_days = -1\n").is_err());
+    }
+
+    #[test]
+    fn store_backend_postgres_needs_a_url_and_errors_point_at_the_store_table() {
+        assert_eq!(parse("").unwrap().store.backend, StoreBackend::Sqlite);
+        let c = parse(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://stepup@db/stepup\"\npool_size = 8\nconnect_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Postgres);
+        assert_eq!((c.store.pool_size, c.store.tls), (8, StoreTls::Require));
+        let e = parse("# x\n[store]\nbackend = \"postgres\"\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 1), "{e}");
+        assert!(e.message.contains("needs store.url"), "{e}");
+        let e = parse("[store]\nurl = \"postgresql://db/stepup\"\n").unwrap_err();
+        assert!(e.message.contains("only with store.backend"), "{e}");
+        let e = parse(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://db/stepup\"\npool_size = 0\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("pool_size"), "{e}");
+        assert!(parse("[store]\nbackend = \"mysql\"\n").is_err());
+        assert!(parse("[store]\ntls = \"maybe\"\n").is_err());
     }
 
     #[test]

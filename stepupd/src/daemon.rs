@@ -9,7 +9,6 @@ use crate::config::{BusMode, Config, ConfigError};
 use crate::crypto::HostKey;
 use crate::ipc;
 use crate::service::Service;
-use crate::store::sqlite::SqliteStore;
 
 /// Command-line overrides of config settings (paths for tests, demos and packaging).
 #[derive(Debug, Clone, Default)]
@@ -135,7 +134,7 @@ pub fn init(source: &ConfigSource, overrides: &Overrides) -> Result<String, Star
     let mut config = source.load()?;
     overrides.apply(&mut config);
     HostKey::load_or_create(&config.store.host_key)?;
-    SqliteStore::open(&config.store.path)?;
+    crate::store::open(&config.store, true)?;
     // The audit chain's key lives beside the host key, in /etc as well.
     crate::audit::AuditSettings::from_config(
         &config.audit,
@@ -181,7 +180,7 @@ pub fn run(
         };
         let opened = HostKey::load_or_create(&config.store.host_key)
             .map_err(StartError::from)
-            .and_then(|key| Ok((key, SqliteStore::open(&config.store.path)?)))
+            .and_then(|key| Ok((key, crate::store::open(&config.store, false)?)))
             .and_then(|(key, store)| {
                 let settings = crate::audit::AuditSettings::from_config(
                     &config.audit,
@@ -200,7 +199,7 @@ pub fn run(
                 return Err(e);
             }
         };
-        let service = Arc::new(Service::new(config, Arc::new(store), key, audit));
+        let service = Arc::new(Service::new(config, store, key, audit));
         service.set_source(source.clone(), overrides.clone());
         service.add_transport(format!("p2p:{}", socket_path.display()));
         tokio::spawn(ipc::serve_socket(listener, service.clone()));

@@ -61,6 +61,9 @@ enum Cmd {
     /// Check the audit trail in syslog files (needs no daemon).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Move the state to another store (needs no daemon; stop stepupd first).
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Print a shell completion script (bash, zsh, fish) on stdout.
     Completions {
         /// The shell.
@@ -126,6 +129,65 @@ struct SimulateArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCmd {
+    /// Copy a SQLite state database into a new, empty PostgreSQL database for fleet
+    /// mode (docs/fleet.md): factors (same ids), counters, failure runs, valid
+    /// grants, history and events, in one transaction. TLS, password file and host key
+    /// come from [store] of the config.
+    Migrate {
+        /// The source, e.g. sqlite:/var/lib/stepup/state.db.
+        #[arg(long, value_name = "sqlite:PATH")]
+        from: String,
+        /// The destination, e.g. postgresql://stepup@db.example.net/stepup.
+        #[arg(long, value_name = "postgresql://…")]
+        to: String,
+        /// The config whose [store] settings apply (default /etc/stepup/stepupd.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `stepupctl store migrate`: the state of this host into a fleet's database.
+fn store_migrate(from: &str, to: &str, config: Option<&std::path::Path>) -> Result<String, String> {
+    use stepupd::store::postgres::{Location, PgSettings, PostgresStore, host_name};
+    let Location::Sqlite(source) = from.parse::<Location>()? else {
+        return Err("--from must be a SQLite file: sqlite:/var/lib/stepup/state.db".into());
+    };
+    let Location::Postgres(url) = to.parse::<Location>()? else {
+        return Err("--to must be a PostgreSQL database: postgresql://user@host/dbname".into());
+    };
+    if !source.is_file() {
+        return Err(format!("{}: no such state database", source.display()));
+    }
+    let config = stepupd::config::Config::load(config).map_err(|e| e.to_string())?;
+    let mut section = config.store.clone();
+    section.backend = stepupd::config::StoreBackend::Postgres;
+    section.url = Some(url);
+    // The key that sealed the secrets must exist: a new one would open none of them.
+    if !section.host_key.is_file() {
+        return Err(format!(
+            "host key {} not found: migrate on the host whose key sealed the SQLite secrets",
+            section.host_key.display()
+        ));
+    }
+    let key =
+        stepupd::crypto::HostKey::load_or_create(&section.host_key).map_err(|e| e.to_string())?;
+    let settings = PgSettings::from_section(&section).map_err(|e| e.to_string())?;
+    let store = PostgresStore::open(settings, key, host_name(), true).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let counts = store
+        .import_sqlite(&source, now)
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "copied {counts} from {} to {}",
+        source.display(),
+        store.display()
+    ))
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,6 +601,7 @@ async fn run(args: Args) -> Result<(), String> {
         Cmd::Policy(PolicyCmd::Check { file }) => check_policy(&file)?,
         // Handled in main, before connecting: it needs no daemon.
         Cmd::Audit(_) => {}
+        Cmd::Store(_) => {}
         Cmd::Report(a) => {
             let (since, until) = window(&a.since)?;
             let rows = fetch_history(&proxy, since).await?;
@@ -864,6 +927,18 @@ fn main() -> ExitCode {
     }
     if let Cmd::Audit(AuditCmd::Verify { files, key, json }) = &args.command {
         return audit_verify(files, key, *json);
+    }
+    if let Cmd::Store(StoreCmd::Migrate { from, to, config }) = &args.command {
+        return match store_migrate(from, to, config.as_deref()) {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("stepupctl: store migrate: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Cmd::Policy(PolicyCmd::Check { file }) = &args.command {
         return match check_policy(file) {

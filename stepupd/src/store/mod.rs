@@ -1,14 +1,18 @@
 //! Durable state behind one trait: enrolled factors, replay counters, failure counts,
 //! grants, and the event history that reports and policy simulation read.
 //!
-//! SQLite ([`sqlite::SqliteStore`]) is the embedded default; a fleet backend
-//! implements the same trait. Every state change that guards against replay is a
-//! single conditional update ([`Store::advance_counter`]), so it stays correct when
-//! several verifiers race, in one process or on several hosts.
+//! SQLite ([`sqlite::SqliteStore`]) is the embedded default; PostgreSQL
+//! ([`postgres::PostgresStore`]) is the backend a fleet of hosts shares. Every state
+//! change that guards against replay is a single conditional update
+//! ([`Store::advance_counter`]), so it stays correct when several verifiers race, in
+//! one process or on several hosts.
 
+pub mod postgres;
 pub mod sqlite;
 
-use crate::config::FactorKind;
+use std::sync::Arc;
+
+use crate::config::{FactorKind, StoreBackend, StoreSection};
 
 /// Store failures. The daemon treats any of them as "unsure" and denies.
 #[derive(Debug, thiserror::Error)]
@@ -245,4 +249,29 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<EventRecord>, StoreError>;
     /// Deletes events older than `before`; returns how many.
     fn purge_events(&self, before: i64) -> Result<usize, StoreError>;
+}
+
+/// Opens the store `[store]` selects. The PostgreSQL store opens secrets with the
+/// host key at `section.host_key` (every host of a fleet needs the same one); with
+/// `must_connect` false an unreachable server is not an error at start (the daemon
+/// then runs degraded and reconnects).
+pub fn open(section: &StoreSection, must_connect: bool) -> Result<Arc<dyn Store>, StoreError> {
+    match section.backend {
+        StoreBackend::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(&section.path)?)),
+        StoreBackend::Postgres => {
+            let settings = postgres::PgSettings::from_section(section)?;
+            let key = crate::crypto::HostKey::load_or_create(&section.host_key).map_err(|e| {
+                StoreError::Database {
+                    path: settings.display().to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+            Ok(Arc::new(postgres::PostgresStore::open(
+                settings,
+                key,
+                postgres::host_name(),
+                must_connect,
+            )?))
+        }
+    }
 }
