@@ -142,10 +142,17 @@ pub fn init(source: &ConfigSource, overrides: &Overrides) -> Result<String, Star
         &config.store.path,
         false,
     )?;
+    let state = match config.store.backend {
+        crate::config::StoreBackend::Sqlite => config.store.path.display().to_string(),
+        crate::config::StoreBackend::Postgres => {
+            crate::store::postgres::PgSettings::from_section(&config.store)?
+                .display()
+                .to_string()
+        }
+    };
     Ok(format!(
-        "host key {} and state {} are ready",
+        "host key {} and state {state} are ready",
         config.store.host_key.display(),
-        config.store.path.display()
     ))
 }
 

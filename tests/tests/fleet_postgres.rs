@@ -74,6 +74,8 @@ struct PgServer {
     dir: tempfile::TempDir,
     port: u16,
     guard: Option<ChildGuard>,
+    /// More `-c name=value` settings.
+    settings: Vec<String>,
 }
 
 fn pg_bin_dir() -> Option<PathBuf> {
@@ -126,6 +128,7 @@ impl PgServer {
             dir,
             port: free_port(),
             guard: None,
+            settings: Vec::new(),
         };
         server.run();
         let mut createdb = Command::new(server.bin.join("createdb"));
@@ -154,6 +157,7 @@ impl PgServer {
             // No flush to disk: the test never crashes the machine, only the server,
             // and the OS keeps what a killed server wrote.
             .args(["-c", "fsync=off", "-c", "max_connections=100"])
+            .args(self.settings.iter().flat_map(|kv| ["-c", kv.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -195,6 +199,63 @@ impl PgServer {
         }
     }
 
+    /// Restarts the server with TLS on, its certificate (for 127.0.0.1) signed by a
+    /// new CA; returns the CA's certificate.
+    fn enable_tls(&mut self) -> PathBuf {
+        let dir = self.dir.path();
+        let ca = make_ca(dir, "ca");
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+            ],
+            &[
+                dir.join("server.key"),
+                "-out".into(),
+                dir.join("server.csr"),
+            ],
+        );
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(
+            &["x509", "-req", "-days", "1", "-CAcreateserial", "-in"],
+            &[
+                dir.join("server.csr"),
+                "-CA".into(),
+                ca.clone(),
+                "-CAkey".into(),
+                dir.join("ca.key"),
+                "-extfile".into(),
+                dir.join("san.ext"),
+                "-out".into(),
+                dir.join("server.pem"),
+            ],
+        );
+        let (uid, gid) = account_ids("postgres").unwrap();
+        for f in ["server.key", "server.pem"] {
+            let path = std::ffi::CString::new(dir.join(f).as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: path is a valid NUL-terminated string for both calls.
+            let rc =
+                unsafe { libc::chown(path.as_ptr(), uid, gid) | libc::chmod(path.as_ptr(), 0o600) };
+            assert_eq!(rc, 0, "chown {f}");
+        }
+        self.settings = vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", dir.join("server.pem").display()),
+            format!("ssl_key_file={}", dir.join("server.key").display()),
+        ];
+        let mut g = self.guard.take().expect("server running");
+        // SAFETY: kill has no memory preconditions; the pid is our own child's.
+        unsafe { libc::kill(g.pid() as libc::pid_t, libc::SIGINT) };
+        g.stop();
+        self.run();
+        ca
+    }
+
     fn url(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/stepup", self.port)
     }
@@ -228,6 +289,31 @@ impl Drop for PgServer {
             g.stop();
         }
     }
+}
+
+/// Runs `openssl ARGS PATHS` and asserts it succeeded.
+fn openssl(args: &[&str], paths: &[PathBuf]) {
+    let mut cmd = Command::new(require_tool("openssl", "openssl"));
+    cmd.args(args).args(paths);
+    run_bounded(cmd, PROCESS_TIME_LIMIT).assert_success();
+}
+
+/// A self-signed CA `<name>.pem` (key `<name>.key`) in `dir`.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let pem = dir.join(format!("{name}.pem"));
+    openssl(
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ],
+        &[
+            format!("/CN=stepup test {name}").into(),
+            "-keyout".into(),
+            dir.join(format!("{name}.key")),
+            "-out".into(),
+            pem.clone(),
+        ],
+    );
+    pem
 }
 
 fn as_postgres(program: &Path) -> Command {
@@ -285,6 +371,8 @@ struct Host {
 struct Fleet {
     dir: tempfile::TempDir,
     pg: PgServer,
+    /// The `[store]` TLS lines the hosts get.
+    store_tls: String,
 }
 
 impl Fleet {
@@ -292,7 +380,11 @@ impl Fleet {
         let pg = PgServer::start();
         let dir = temp_dir();
         write_passwd(&dir.path().join("passwd"), users);
-        Fleet { dir, pg }
+        Fleet {
+            dir,
+            pg,
+            store_tls: "tls = \"disable\"\n".into(),
+        }
     }
 
     /// Writes `<name>/stepupd.toml` for the fleet database and the host key `key`.
@@ -304,11 +396,12 @@ impl Fleet {
             &config,
             format!(
                 "[daemon]\nsocket = {socket:?}\nbus = \"none\"\n\
-                 [store]\nbackend = \"postgres\"\nurl = {url:?}\ntls = \"disable\"\npool_size = 16\n\
+                 [store]\nbackend = \"postgres\"\nurl = {url:?}\n{tls}pool_size = 16\n\
                  host_key = {key:?}\npath = {unused:?}\n\
                  [audit]\nsyslog_socket = {audit:?}\n{POLICY}",
                 socket = home.join("pam.sock").display().to_string(),
                 url = self.pg.url(),
+                tls = self.store_tls,
                 key = key.display().to_string(),
                 unused = home.join("unused-state.db").display().to_string(),
                 audit = home.join("no-syslog").display().to_string(),
@@ -336,13 +429,23 @@ impl Fleet {
         let stderr_path = home.join("stepupd.stderr");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let child = Command::new(require_tool("unshare", "util-linux"))
-            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-            .arg(r#"mount --bind "$0" /etc/passwd && exec "$@""#)
+            // Its own UTS namespace: each host has its own host name, as in a fleet.
+            .args([
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+            ])
+            .arg(r#"mount --bind "$0" /etc/passwd && hostname "$FLEET_HOST" && exec "$@""#)
             .arg(self.dir.path().join("passwd"))
             .arg(stepupd_bin())
             .arg("--config")
             .arg(&config)
             .arg("--audit-stderr")
+            .env("FLEET_HOST", format!("stepup-fleet-host-{name}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -778,6 +881,16 @@ fn a_lockout_on_one_host_is_seen_by_the_other_and_a_host_with_another_key_refuse
     let challenge = a.challenge(&user, "pts/after-unlock");
     let r = respond(&a.socket, &challenge, &code).expect("Respond");
     assert_eq!(r.result, result::SUCCESS, "{r:?}");
+    // The grant that success made stays on host a: the same request is allowed
+    // there and asks again on host b.
+    let d = a
+        .evaluate("fleet", &user, "pts/after-unlock")
+        .expect("Evaluate");
+    assert_eq!(d.outcome, outcome::ALLOW, "the grant on host a: {d:?}");
+    let d = b
+        .evaluate("fleet", &user, "pts/after-unlock")
+        .expect("Evaluate");
+    assert_eq!(d.outcome, outcome::CHALLENGE, "no grant on host b: {d:?}");
 
     // A third host with its own key would fail every verification: it refuses to
     // start and says why.
@@ -997,4 +1110,45 @@ fn stepupctl_store_migrate_moves_a_hosts_sqlite_state_into_the_fleet_database() 
     let challenge = a.challenge(&user, "pts/fleet-next");
     let r = respond(&a.socket, &challenge, &next).expect("Respond");
     assert_eq!(r.result, result::SUCCESS, "{r:?}");
+}
+
+#[test]
+fn tls_require_verifies_the_database_server_against_tls_ca_and_another_ca_is_refused() {
+    if !skip_unless_root(
+        "tls_require_verifies_the_database_server_against_tls_ca_and_another_ca_is_refused",
+    ) {
+        return;
+    }
+    let mut fleet = Fleet::new(1);
+    let ca = fleet.pg.enable_tls();
+    fleet.store_tls = format!(
+        "tls = \"require\"\ntls_ca = {:?}\n",
+        ca.display().to_string()
+    );
+    let a = fleet.host("a");
+    a.ctl(
+        &totp_enroll_args(0)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        fleet.pg.psql(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'stepupd'"
+        ),
+        "t",
+        "every connection of stepupd is encrypted"
+    );
+    // A host that trusts another CA does not talk to this server, and says why.
+    let other = make_ca(fleet.dir.path(), "other-ca");
+    fleet.store_tls = format!(
+        "tls = \"require\"\ntls_ca = {:?}\n",
+        other.display().to_string()
+    );
+    let e = match fleet.try_host("c", &fleet.shared_key()) {
+        Ok(h) => panic!("a host trusting another CA started:\n{}", h.stderr()),
+        Err(stderr) => stderr,
+    };
+    assert!(e.contains("certificate verify failed"), "{e}");
 }

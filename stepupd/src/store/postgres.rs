@@ -497,10 +497,13 @@ impl PostgresStore {
                 let was_ready = st.ready;
                 drop(st);
                 let connected = self.settings.connect().map_err(|e| {
-                    if e.as_db_error().is_some() {
-                        Checkout::Refused(describe(&e))
+                    // A server that answers with an error, or whose TLS does not
+                    // verify, will not get better by waiting: that is a setup problem.
+                    let text = describe(&e);
+                    if e.as_db_error().is_some() || text.contains("TLS") {
+                        Checkout::Refused(text)
                     } else {
-                        Checkout::Unreachable(describe(&e))
+                        Checkout::Unreachable(text)
                     }
                 });
                 let prepared = connected.and_then(|mut c| {
