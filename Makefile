@@ -85,3 +85,8 @@ uninstall:
 
 deb:
 	packaging/deb/build-deb
+
+# The benchmark suite (docs/benchmarks.md): release build, needs root.
+.PHONY: bench
+bench:
+	scripts/bench
