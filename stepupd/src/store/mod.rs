@@ -195,8 +195,9 @@ pub trait Store: Send + Sync {
         scope: &GrantScope,
         now: i64,
     ) -> Result<Option<Grant>, StoreError>;
-    /// Deletes grants expired at `now`; returns how many.
-    fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError>;
+    /// Deletes this host's grants expired at `now` and returns them, for the audit
+    /// trail: one statement, so what is audited is exactly what was deleted.
+    fn purge_expired_grants(&self, now: i64) -> Result<Vec<Grant>, StoreError>;
     /// Grants valid at `now`, of one user or of everyone.
     fn grants(&self, user: Option<&str>, now: i64) -> Result<Vec<Grant>, StoreError>;
     /// Deletes the grants of one user, or all grants; returns how many.

@@ -1092,10 +1092,21 @@ impl Store for PostgresStore {
         self.query_grant(scope, None, now)
     }
 
-    fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError> {
-        // Any host may purge anyone's expired grants: they are dead everywhere.
-        self.with(|c| c.execute("DELETE FROM grants WHERE expires <= $1", &[&now]))
-            .map(|n| n as usize)
+    fn purge_expired_grants(&self, now: i64) -> Result<Vec<Grant>, StoreError> {
+        // Each host audits the expiry of its own grants. Grants of a host that no
+        // longer runs are dead everywhere; any host deletes them a day later, unaudited.
+        let rows = self.with(|c| {
+            c.execute(
+                "DELETE FROM grants WHERE host <> $1 AND expires <= $2",
+                &[&self.host, &(now - 86_400)],
+            )?;
+            c.query(
+                "DELETE FROM grants WHERE host = $1 AND expires <= $2
+                 RETURNING user_name, target_user, service, session, origin, invocation, rule, created, expires",
+                &[&self.host, &now],
+            )
+        })?;
+        Ok(rows.iter().map(row_to_grant).collect())
     }
 
     fn grants(&self, user: Option<&str>, now: i64) -> Result<Vec<Grant>, StoreError> {

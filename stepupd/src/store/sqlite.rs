@@ -297,8 +297,14 @@ impl Store for SqliteStore {
         self.query_grant(s, None, now)
     }
 
-    fn purge_expired_grants(&self, now: i64) -> Result<usize, StoreError> {
-        self.with(|c| c.execute("DELETE FROM grants WHERE expires <= ?1", params![now]))
+    fn purge_expired_grants(&self, now: i64) -> Result<Vec<Grant>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM grants WHERE expires <= ?1
+                 RETURNING user, target_user, service, session, origin, invocation, rule, created, expires",
+            )?;
+            stmt.query_map(params![now], grant_from_row)?.collect()
+        })
     }
 
     fn grants(&self, user: Option<&str>, now: i64) -> Result<Vec<Grant>, StoreError> {
@@ -307,22 +313,7 @@ impl Store for SqliteStore {
                 "SELECT user, target_user, service, session, origin, invocation, rule, created, expires
                  FROM grants WHERE (?1 IS NULL OR user = ?1) AND expires > ?2 ORDER BY created",
             )?;
-            stmt.query_map(params![user, now], |r| {
-                Ok(Grant {
-                    scope: GrantScope {
-                        user: r.get(0)?,
-                        target_user: r.get(1)?,
-                        service: r.get(2)?,
-                        session: r.get(3)?,
-                        origin: r.get(4)?,
-                        invocation: r.get(5)?,
-                    },
-                    rule: r.get(6)?,
-                    created: r.get(7)?,
-                    expires: r.get(8)?,
-                })
-            })?
-            .collect()
+            stmt.query_map(params![user, now], grant_from_row)?.collect()
         })
     }
 
@@ -506,6 +497,23 @@ impl Store for SqliteStore {
     }
 }
 
+/// A `grants` row, selected in the column order of the `grants` queries above.
+fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        scope: GrantScope {
+            user: r.get(0)?,
+            target_user: r.get(1)?,
+            service: r.get(2)?,
+            session: r.get(3)?,
+            origin: r.get(4)?,
+            invocation: r.get(5)?,
+        },
+        rule: r.get(6)?,
+        created: r.get(7)?,
+        expires: r.get(8)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,8 +646,10 @@ mod tests {
             None,
             "other target"
         );
-        assert_eq!(s.purge_expired_grants(150).unwrap(), 0);
-        assert_eq!(s.purge_expired_grants(200).unwrap(), 1);
+        assert_eq!(s.purge_expired_grants(150).unwrap(), vec![]);
+        let purged = s.purge_expired_grants(200).unwrap();
+        assert_eq!(purged.len(), 1);
+        assert_eq!((purged[0].rule.as_str(), purged[0].expires), ("r", 200));
         assert_eq!(s.find_grant(&scope(""), "r", 150).unwrap(), None);
     }
 
