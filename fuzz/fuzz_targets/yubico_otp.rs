@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         let decoded = decrypt_token(&KEY, &token).expect("accepted, so it decrypts");
         assert_eq!(decoded.private_id, PRIVATE_ID);
         assert_eq!(counter, decoded.counter());
-        assert!((0..=0x7fff_ff).contains(&counter));
+        assert!((0..=0x7f_ffff).contains(&counter));
     }
 });
 
