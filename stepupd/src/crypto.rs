@@ -71,76 +71,18 @@ impl HostKey {
         }
     }
 
-    /// Loads the key at `path`, creating it (0600, exclusively) if it does not exist.
-    ///
-    /// An existing key must be a regular file (not a symlink), exactly 32 bytes, and
-    /// not readable or writable by group or others; when the daemon runs as root it
-    /// must also be owned by root.
+    /// Loads the key at `path`, creating it (0600, exclusively) if it does not exist,
+    /// with the rules of [`load_or_create_key_file`].
     pub fn load_or_create(path: &Path) -> Result<HostKey, CryptoError> {
-        let fail = |message: String| CryptoError::HostKey {
+        load_or_create_key_file(
+            path,
+            "restore it from backup (secrets sealed with another key cannot be opened)",
+        )
+        .map(|key| HostKey { key })
+        .map_err(|message| CryptoError::HostKey {
             path: path.to_path_buf(),
             message,
-        };
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) => {
-                if !meta.file_type().is_file() {
-                    return Err(fail("is not a regular file (symlinks are refused)".into()));
-                }
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(fail(format!(
-                        "mode {:o} lets group or others read it; run: chmod 600 {}",
-                        meta.permissions().mode() & 0o777,
-                        path.display()
-                    )));
-                }
-                // SAFETY: geteuid has no preconditions and cannot fail.
-                let euid = unsafe { libc::geteuid() };
-                if euid == 0 && meta.uid() != 0 {
-                    return Err(fail(format!(
-                        "owned by uid {}, must be owned by root",
-                        meta.uid()
-                    )));
-                }
-                let mut f = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .map_err(|e| fail(format!("cannot open: {e}")))?;
-                let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
-                Read::by_ref(&mut f)
-                    .take(KEY_LEN as u64 + 1)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| fail(format!("cannot read: {e}")))?;
-                if buf.len() != KEY_LEN {
-                    return Err(fail(format!(
-                        "is {} bytes, expected {KEY_LEN}; restore it from backup (secrets sealed with another key cannot be opened)",
-                        buf.len()
-                    )));
-                }
-                let mut key = [0u8; KEY_LEN];
-                key.copy_from_slice(&buf);
-                Ok(HostKey::from_bytes(key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = Zeroizing::new([0u8; KEY_LEN]);
-                random_bytes(key.as_mut())?;
-                if let Some(dir) = path.parent() {
-                    create_private_dir(dir).map_err(&fail)?;
-                }
-                let mut f: File = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .map_err(|e| fail(format!("cannot create: {e}")))?;
-                f.write_all(key.as_ref())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| fail(format!("cannot write: {e}")))?;
-                Ok(HostKey { key })
-            }
-            Err(e) => Err(fail(format!("cannot stat: {e}"))),
-        }
+        })
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -204,6 +146,94 @@ pub fn create_private_dir(dir: &Path) -> Result<(), String> {
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display())),
     }
+}
+
+/// Loads the 32-byte secret key file at `path` (the host key, the audit chain's key),
+/// creating it with random bytes (0600, exclusively, parent directory 0700) if it does
+/// not exist. An existing file must be a regular file (symlinks are refused), not
+/// accessible to group or others, owned by root when the daemon runs as root, and
+/// exactly 32 bytes; otherwise the error says what is wrong and, for the wrong size,
+/// `wrong_size_hint`.
+pub fn load_or_create_key_file(
+    path: &Path,
+    wrong_size_hint: &str,
+) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if !meta.file_type().is_file() {
+                return Err("is not a regular file (symlinks are refused)".into());
+            }
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(format!(
+                    "mode {:o} lets group or others read it; run: chmod 600 {}",
+                    meta.permissions().mode() & 0o777,
+                    path.display()
+                ));
+            }
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if euid == 0 && meta.uid() != 0 {
+                return Err(format!(
+                    "owned by uid {}, must be owned by root",
+                    meta.uid()
+                ));
+            }
+            read_key(path, wrong_size_hint, libc::O_NOFOLLOW)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = Zeroizing::new([0u8; KEY_LEN]);
+            random_bytes(key.as_mut()).map_err(|e| e.to_string())?;
+            if let Some(dir) = path.parent() {
+                create_private_dir(dir)?;
+            }
+            let mut f: File = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(|e| format!("cannot create: {e}"))?;
+            f.write_all(key.as_ref())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| format!("cannot write: {e}"))?;
+            Ok(key)
+        }
+        Err(e) => Err(format!("cannot stat: {e}")),
+    }
+}
+
+/// Reads a 32-byte key file without the ownership checks (a copy an auditor holds).
+pub fn read_key_file(
+    path: &Path,
+    wrong_size_hint: &str,
+) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
+    read_key(path, wrong_size_hint, 0)
+}
+
+fn read_key(
+    path: &Path,
+    wrong_size_hint: &str,
+    open_flags: libc::c_int,
+) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(open_flags)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
+    Read::by_ref(&mut f)
+        .take(KEY_LEN as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() != KEY_LEN {
+        return Err(format!(
+            "is {} bytes, expected {KEY_LEN}; {wrong_size_hint}",
+            buf.len()
+        ));
+    }
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    key.copy_from_slice(&buf);
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -150,9 +150,15 @@ pub fn init(source: &ConfigSource, overrides: &Overrides) -> Result<String, Star
                 .to_string()
         }
     };
+    let audit_key = config
+        .audit
+        .key
+        .clone()
+        .unwrap_or_else(|| crate::audit::default_key_path(&config.store.host_key));
     Ok(format!(
-        "host key {} and state {state} are ready",
+        "host key {}, audit key {} and state {state} are ready",
         config.store.host_key.display(),
+        audit_key.display(),
     ))
 }
 

@@ -14,8 +14,8 @@
 //! limit of a symmetric MAC, stated in docs/audit.md.
 
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -76,86 +76,22 @@ impl ChainKey {
     /// Same rules as the host key: a regular file, 32 bytes, not accessible to group or
     /// others, owned by root when the daemon runs as root.
     pub fn load_or_create(path: &Path) -> Result<ChainKey, ChainError> {
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) => {
-                let fail = |message: String| ChainError::Key {
-                    path: path.to_path_buf(),
-                    message,
-                };
-                if !meta.file_type().is_file() {
-                    return Err(fail("is not a regular file (symlinks are refused)".into()));
-                }
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(fail(format!(
-                        "mode {:o} lets group or others use it; run: chmod 600 {}",
-                        meta.permissions().mode() & 0o777,
-                        path.display()
-                    )));
-                }
-                // SAFETY: geteuid has no preconditions and cannot fail.
-                let euid = unsafe { libc::geteuid() };
-                if euid == 0 && meta.uid() != 0 {
-                    return Err(fail(format!(
-                        "owned by uid {}, must be owned by root",
-                        meta.uid()
-                    )));
-                }
-                ChainKey::load(path)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let fail = |message: String| ChainError::Key {
-                    path: path.to_path_buf(),
-                    message,
-                };
-                let key = ChainKey::random()?;
-                if let Some(dir) = path.parent() {
-                    crate::crypto::create_private_dir(dir).map_err(&fail)?;
-                }
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .map_err(|e| fail(format!("cannot create: {e}")))?;
-                f.write_all(key.key.as_ref())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| fail(format!("cannot write: {e}")))?;
-                Ok(key)
-            }
-            Err(e) => Err(ChainError::Key {
+        crate::crypto::load_or_create_key_file(path, "not an audit key")
+            .map(|key| ChainKey { key })
+            .map_err(|message| ChainError::Key {
                 path: path.to_path_buf(),
-                message: format!("cannot stat: {e}"),
-            }),
-        }
+                message,
+            })
     }
 
     /// Reads an existing key (for `stepupctl audit verify`; never creates one).
     pub fn load(path: &Path) -> Result<ChainKey, ChainError> {
-        let fail = |message: String| ChainError::Key {
-            path: path.to_path_buf(),
-            message,
-        };
-        let mut f = OpenOptions::new()
-            .read(true)
-            .open(path)
-            .map_err(|e| fail(format!("cannot open: {e}")))?;
-        let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
-        Read::by_ref(&mut f)
-            .take(KEY_LEN as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| fail(format!("cannot read: {e}")))?;
-        if buf.len() != KEY_LEN {
-            return Err(fail(format!(
-                "is {} bytes, expected {KEY_LEN}: not an audit key",
-                buf.len()
-            )));
-        }
-        let mut key = [0u8; KEY_LEN];
-        key.copy_from_slice(&buf);
-        let out = ChainKey::from_bytes(key);
-        zeroize::Zeroize::zeroize(&mut key);
-        Ok(out)
+        crate::crypto::read_key_file(path, "not an audit key")
+            .map(|key| ChainKey { key })
+            .map_err(|message| ChainError::Key {
+                path: path.to_path_buf(),
+                message,
+            })
     }
 
     /// The `mac=` of a record whose text before ` mac=` is `body`, following the record
@@ -252,6 +188,7 @@ pub fn new_epoch() -> Result<String, ChainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_mac_binds_the_previous_record_and_every_byte_of_this_one() {
