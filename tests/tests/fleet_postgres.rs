@@ -20,14 +20,13 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use pam_stepup::client::DbusDaemon;
 use pam_stepup::flow::Daemon;
 use stepup_proto::{EvaluateRequest, RespondResult, outcome, result};
 
 use support::{
-    ChildGuard, PROCESS_TIME_LIMIT, TOTP_STEP_SECS, account_ids, require_tool, run_bounded,
-    skip_unless_root, stepupctl_bin, stepupd_bin, temp_dir, totp_at, unix_now,
+    ChildGuard, PROCESS_TIME_LIMIT, TOTP_STEP_SECS, account_ids, hex, modhex, require_tool,
+    run_bounded, skip_unless_root, stepupctl_bin, stepupd_bin, temp_dir, totp_at, unix_now,
     wait_for_room_in_totp_step, wrong_totp,
 };
 
@@ -632,38 +631,6 @@ fn totp_secret(i: usize) -> String {
 // oracle test; the hosts accepting them checks them again)
 // ---------------------------------------------------------------------------------
 
-const MODHEX: &[u8; 16] = b"cbdefghijklnrtuv";
-
-fn modhex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .flat_map(|b| [MODHEX[usize::from(b >> 4)], MODHEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xffff;
-    for &b in data {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            let carry = crc & 1;
-            crc >>= 1;
-            if carry != 0 {
-                crc ^= 0x8408;
-            }
-        }
-    }
-    crc
-}
-
 struct YubiKey {
     aes_key: [u8; 16],
     private_id: [u8; 6],
@@ -682,19 +649,17 @@ impl YubiKey {
 
     /// The OTP of touch `session` in usage `usage`.
     fn otp(&self, usage: u16, session: u8) -> String {
-        let timestamp = 0x1000 + u32::from(session) * 3;
-        let mut block = [0u8; 16];
-        block[..6].copy_from_slice(&self.private_id);
-        block[6..8].copy_from_slice(&usage.to_le_bytes());
-        block[8..11].copy_from_slice(&timestamp.to_le_bytes()[..3]);
-        block[11] = session;
-        block[12..14].copy_from_slice(&0x5a5au16.to_le_bytes());
-        let crc = !crc16(&block[..14]);
-        block[14..].copy_from_slice(&crc.to_le_bytes());
-        let cipher = aes::Aes128::new(GenericArray::from_slice(&self.aes_key));
-        let mut ga = GenericArray::clone_from_slice(&block);
-        cipher.encrypt_block(&mut ga);
-        format!("{}{}", modhex(&self.public_id), modhex(&ga))
+        support::yubico_otp(
+            &self.aes_key,
+            &self.private_id,
+            &self.public_id,
+            support::OtpTouch {
+                usage,
+                session,
+                timestamp: 0x1000 + u32::from(session) * 3,
+                random: 0x5a5a,
+            },
+        )
     }
 
     fn enroll_args(&self, user: &str) -> Vec<String> {

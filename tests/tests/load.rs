@@ -47,7 +47,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use pam_stepup::args::ModuleArgs;
 use pam_stepup::client::DbusDaemon;
 use pam_stepup::flow::{self, ClientError, Code, Daemon, Item, Level, PamApi, Phase, Style};
@@ -55,8 +54,8 @@ use stepup_proto::{Decision, EvaluateRequest, RespondResult, outcome, result};
 use zeroize::Zeroizing;
 
 use support::{
-    ChildGuard, DAEMON_START_LIMIT, PROCESS_TIME_LIMIT, TOTP_STEP_SECS, oathtool, require_tool,
-    run_bounded, skip_unless_root, stepupctl_bin, stepupd_bin, temp_dir, unix_now,
+    ChildGuard, DAEMON_START_LIMIT, PROCESS_TIME_LIMIT, TOTP_STEP_SECS, hex, modhex, oathtool,
+    require_tool, run_bounded, skip_unless_root, stepupctl_bin, stepupd_bin, temp_dir, unix_now,
 };
 
 /// Concurrent clients.
@@ -144,39 +143,6 @@ fn totp_secret(i: usize) -> String {
         .collect()
 }
 
-const MODHEX: &[u8; 16] = b"cbdefghijklnrtuv";
-
-fn modhex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .flat_map(|b| [MODHEX[usize::from(b >> 4)], MODHEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// CRC-16 as in the Yubico OTP format (ISO 13239, reflected 0x8408, init 0xFFFF).
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xffff;
-    for &b in data {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            let carry = crc & 1;
-            crc >>= 1;
-            if carry != 0 {
-                crc ^= 0x8408;
-            }
-        }
-    }
-    crc
-}
-
 /// A simulated YubiKey OTP slot: every `next_otp` is a touch with a higher
 /// (usage, session) counter.
 #[derive(Clone)]
@@ -208,18 +174,17 @@ impl YubiKey {
 
     /// The OTP for the given counters (public id + 32 modhex characters).
     fn otp_with(&self, usage: u16, session: u8, timestamp: u32) -> String {
-        let mut block = [0u8; 16];
-        block[..6].copy_from_slice(&self.private_id);
-        block[6..8].copy_from_slice(&usage.to_le_bytes());
-        block[8..11].copy_from_slice(&timestamp.to_le_bytes()[..3]);
-        block[11] = session;
-        block[12..14].copy_from_slice(&(timestamp as u16 ^ 0x5a5a).to_le_bytes());
-        let crc = !crc16(&block[..14]);
-        block[14..].copy_from_slice(&crc.to_le_bytes());
-        let cipher = aes::Aes128::new(GenericArray::from_slice(&self.aes_key));
-        let mut ga = GenericArray::clone_from_slice(&block);
-        cipher.encrypt_block(&mut ga);
-        format!("{}{}", self.public_modhex(), modhex(&ga))
+        support::yubico_otp(
+            &self.aes_key,
+            &self.private_id,
+            &self.public_id,
+            support::OtpTouch {
+                usage,
+                session,
+                timestamp,
+                random: timestamp as u16 ^ 0x5a5a,
+            },
+        )
     }
 
     /// A touch: the next OTP.

@@ -1546,3 +1546,75 @@ pub fn json_int(v: &Json, key: &str) -> i64 {
         .and_then(Json::as_i64)
         .unwrap_or_else(|| panic!("no integer {key:?} in {v:?}"))
 }
+
+// ---------------------------------------------------------------------------------
+// Yubico OTPs, made as a YubiKey makes them (load.rs checks them against ykparse)
+// ---------------------------------------------------------------------------------
+
+const MODHEX: &[u8; 16] = b"cbdefghijklnrtuv";
+
+/// Bytes in modhex, the YubiKey's keyboard-layout-proof hex.
+pub fn modhex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|b| [MODHEX[usize::from(b >> 4)], MODHEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
+
+/// Bytes in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// CRC-16 as in the Yubico OTP format (ISO 13239, reflected 0x8408, init 0xFFFF).
+pub fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0xffff;
+    for &b in data {
+        crc ^= u16::from(b);
+        for _ in 0..8 {
+            let carry = crc & 1;
+            crc >>= 1;
+            if carry != 0 {
+                crc ^= 0x8408;
+            }
+        }
+    }
+    crc
+}
+
+/// The fields of one Yubico OTP touch.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpTouch {
+    /// Usage counter (power-ups).
+    pub usage: u16,
+    /// Session counter (touches since power-up).
+    pub session: u8,
+    /// 24-bit timestamp.
+    pub timestamp: u32,
+    /// The "random" field.
+    pub random: u16,
+}
+
+/// The OTP a key with `aes_key`, `private_id` and `public_id` types for `touch`:
+/// public id, then the AES-128-encrypted token, both in modhex.
+pub fn yubico_otp(
+    aes_key: &[u8; 16],
+    private_id: &[u8; 6],
+    public_id: &[u8; 6],
+    touch: OtpTouch,
+) -> String {
+    use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
+    let mut block = [0u8; 16];
+    block[..6].copy_from_slice(private_id);
+    block[6..8].copy_from_slice(&touch.usage.to_le_bytes());
+    block[8..11].copy_from_slice(&touch.timestamp.to_le_bytes()[..3]);
+    block[11] = touch.session;
+    block[12..14].copy_from_slice(&touch.random.to_le_bytes());
+    let crc = !crc16(&block[..14]);
+    block[14..].copy_from_slice(&crc.to_le_bytes());
+    let cipher = aes::Aes128::new(GenericArray::from_slice(aes_key));
+    let mut ga = GenericArray::clone_from_slice(&block);
+    cipher.encrypt_block(&mut ga);
+    format!("{}{}", modhex(public_id), modhex(&ga))
+}
