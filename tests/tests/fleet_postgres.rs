@@ -12,7 +12,6 @@
 
 mod support;
 
-use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -337,26 +336,7 @@ fn user_name(i: usize) -> String {
 
 /// A copy of /etc/passwd with `n` test users added (uids not used on this host).
 fn write_passwd(path: &Path, n: usize) {
-    let mut text = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    let mut uid = 63_000u32;
-    for i in 0..n {
-        while text
-            .lines()
-            .any(|l| l.split(':').nth(2) == Some(uid.to_string().as_str()))
-        {
-            uid += 1;
-        }
-        let _ = writeln!(
-            text,
-            "{}:x:{uid}:{uid}:stepup fleet test:/nonexistent:/usr/sbin/nologin",
-            user_name(i)
-        );
-        uid += 1;
-    }
-    std::fs::write(path, text).expect("write the test passwd");
+    support::write_passwd_with_users(path, (0..n).map(user_name), 63_000, "stepup fleet test");
 }
 
 /// One host: a stepupd with its own socket and config, on the shared database.

@@ -256,26 +256,12 @@ fn totp_codes(secret: &str, from: u64, count: u64) -> Vec<String> {
 
 /// A copy of /etc/passwd with the test users added (uids not used on this host).
 fn write_passwd(path: &Path) {
-    let mut text = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    let mut uid = 61_000u32;
-    for i in 0..CLIENTS {
-        while text
-            .lines()
-            .any(|l| l.split(':').nth(2) == Some(uid.to_string().as_str()))
-        {
-            uid += 1;
-        }
-        let _ = writeln!(
-            text,
-            "{}:x:{uid}:{uid}:stepup load test:/nonexistent:/usr/sbin/nologin",
-            user_name(i)
-        );
-        uid += 1;
-    }
-    std::fs::write(path, text).expect("write the test passwd");
+    support::write_passwd_with_users(
+        path,
+        (0..CLIENTS).map(user_name),
+        61_000,
+        "stepup load test",
+    );
 }
 
 /// One run of stepupd (a new process on each start).

@@ -1618,3 +1618,34 @@ pub fn yubico_otp(
     cipher.encrypt_block(&mut ga);
     format!("{}{}", modhex(public_id), modhex(&ga))
 }
+
+/// Writes to `path` a copy of this host's /etc/passwd with one line per name in
+/// `users` added, at uids from `first_uid` up that the host does not use, for a daemon
+/// run in a mount namespace with the copy bound over /etc/passwd.
+pub fn write_passwd_with_users(
+    path: &Path,
+    users: impl IntoIterator<Item = String>,
+    first_uid: u32,
+    gecos: &str,
+) {
+    use std::fmt::Write as _;
+    let mut text = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut uid = first_uid;
+    for user in users {
+        while text
+            .lines()
+            .any(|l| l.split(':').nth(2) == Some(uid.to_string().as_str()))
+        {
+            uid += 1;
+        }
+        let _ = writeln!(
+            text,
+            "{user}:x:{uid}:{uid}:{gecos}:/nonexistent:/usr/sbin/nologin"
+        );
+        uid += 1;
+    }
+    std::fs::write(path, text).expect("write the test passwd");
+}
