@@ -283,7 +283,8 @@ pub struct GrantInfo {
     pub rule: String,
     /// Where from: the remote host or `local:<tty>`.
     pub origin: String,
-    /// Login session key.
+    /// Login session key; `fleet:HOST` for a grant valid on every host of the fleet
+    /// (`grant_scope = "fleet"`), made on HOST.
     pub session: String,
     /// Unix time made.
     pub created: i64,

@@ -166,6 +166,28 @@ impl<'de> Deserialize<'de> for Reauth {
     }
 }
 
+/// Where a grant counts: `grant_scope` of a step-up rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantReach {
+    /// Only in the login session (and origin) that earned it, on this host.
+    #[default]
+    Session,
+    /// On every host sharing the fleet database, for the same user, target user,
+    /// service and client address (docs/fleet.md).
+    Fleet,
+}
+
+impl GrantReach {
+    /// The name used in the policy file and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantReach::Session => "session",
+            GrantReach::Fleet => "fleet",
+        }
+    }
+}
+
 /// A duration written as `"30s"`, `"15m"`, `"8h"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
@@ -633,6 +655,8 @@ struct RawRule {
     #[serde(default)]
     grant_covers: Option<Spanned<Vec<String>>>,
     #[serde(default)]
+    grant_scope: Option<Spanned<GrantReach>>,
+    #[serde(default)]
     when: Option<Spanned<RawWhen>>,
     #[serde(default)]
     commands: Vec<Spanned<String>>,
@@ -694,6 +718,9 @@ pub struct Rule {
     /// For an ssh step-up with a duration: other services (e.g. `sudo`) whose step-ups
     /// the grant also spares, within the same ssh login.
     pub grant_covers: Vec<String>,
+    /// For a step-up with a duration: whether its grant counts only in the login
+    /// session that earned it or on every host of the fleet.
+    pub grant_scope: GrantReach,
     /// Command patterns; empty means any command, or none.
     pub commands: Vec<CommandPattern>,
     /// What the rule does when it matches.
@@ -1050,6 +1077,38 @@ impl Config {
                     g.into_inner()
                 }
             };
+            let grant_scope = match r.grant_scope {
+                None => GrantReach::Session,
+                Some(g) => {
+                    let span = g.span();
+                    let reach = g.into_inner();
+                    let has_duration = matches!(
+                        r.reauth.as_ref().map(|x| *x.get_ref()),
+                        Some(Reauth::For(_))
+                    );
+                    if reach == GrantReach::Fleet {
+                        if action != Action::StepUp || !has_duration {
+                            return Err(err.at(
+                                Some(span),
+                                format!(
+                                    "rule {id:?}: grant_scope = \"fleet\" needs action = \"step_up\" and a reauth duration such as \"15m\" (a grant for one invocation cannot serve another host)"
+                                ),
+                            ));
+                        }
+                        if store.backend != StoreBackend::Postgres {
+                            return Err(err.at(
+                                Some(span),
+                                format!(
+                                    "rule {id:?}: grant_scope = \"fleet\" needs [store] backend = \"postgres\": only a database the fleet shares can carry a grant to other hosts"
+                                ),
+                            ));
+                        }
+                    } else {
+                        step_up_only(true, Some(span), "grant_scope")?;
+                    }
+                    reach
+                }
+            };
             let mut ssh_keys = Vec::with_capacity(r.ssh_keys.len());
             for k in r.ssh_keys {
                 if !crate::sshkey::is_fingerprint(k.get_ref()) {
@@ -1081,6 +1140,7 @@ impl Config {
                 target_users: r.target_users,
                 ssh_keys,
                 grant_covers,
+                grant_scope,
                 commands,
                 action,
                 factors,
@@ -1588,6 +1648,51 @@ when = { origin = "!office", schedule = "business", risk_at_least = 40, remote =
             .unwrap_err();
             assert!(e.message.contains("grant_covers needs"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn grant_scope_fleet_needs_a_step_up_with_a_duration_and_the_postgres_store() {
+        const PG: &str = "[store]\nbackend = \"postgres\"\nurl = \"postgresql://db/stepup\"\n";
+        let rule =
+            "[[rule]]\nid = \"s\"\nservices = [\"sudo\"]\naction = \"step_up\"\nreauth = \"15m\"\n";
+        let ok = parse(&format!("{PG}{rule}grant_scope = \"fleet\"\n")).unwrap();
+        assert_eq!(ok.rules[0].grant_scope, GrantReach::Fleet);
+        assert_eq!(
+            parse(rule).unwrap().rules[0].grant_scope,
+            GrantReach::Session
+        );
+        assert_eq!(
+            parse(&format!("{rule}grant_scope = \"session\"\n"))
+                .unwrap()
+                .rules[0]
+                .grant_scope,
+            GrantReach::Session
+        );
+        let e = parse(&format!("{rule}grant_scope = \"fleet\"\n")).unwrap_err();
+        assert!(
+            e.message.contains("needs [store] backend = \"postgres\""),
+            "{e}"
+        );
+        assert_eq!(e.line, 6, "points at grant_scope: {e}");
+        for (bad, says) in [
+            (rule.replace("reauth = \"15m\"\n", ""), "reauth duration"),
+            (rule.replace("\"15m\"", "\"every_time\""), "reauth duration"),
+            (
+                rule.replace(
+                    "action = \"step_up\"\nreauth = \"15m\"\n",
+                    "action = \"allow\"\n",
+                ),
+                "needs action = \"step_up\"",
+            ),
+        ] {
+            let e = parse(&format!("{PG}{bad}grant_scope = \"fleet\"\n")).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {e}");
+        }
+        let e = parse("[[rule]]\nid = \"a\"\naction = \"allow\"\ngrant_scope = \"session\"\n")
+            .unwrap_err();
+        assert!(e.message.contains("only applies to action"), "{e}");
+        let e = parse(&format!("{rule}grant_scope = \"everywhere\"\n")).unwrap_err();
+        assert!(e.message.contains("everywhere"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod secure_path;
 pub mod service;
 pub mod simulate;
+pub mod ssh_connection;
 pub mod sshkey;
 pub mod store;
 pub mod sudo_args;

@@ -90,6 +90,8 @@ pub struct StepUp {
     pub max_tries: u32,
     /// Services whose step-ups the resulting grant also spares in the same ssh login.
     pub grant_covers: Vec<String>,
+    /// Whether the resulting grant counts on this login session only or fleet-wide.
+    pub grant_scope: crate::config::GrantReach,
 }
 
 /// The engine's verdict.
@@ -317,6 +319,7 @@ fn verdict_of(rule: &Rule) -> Verdict {
             challenge_timeout: rule.challenge_timeout,
             max_tries: rule.max_tries,
             grant_covers: rule.grant_covers.clone(),
+            grant_scope: rule.grant_scope,
         }),
     }
 }

@@ -18,7 +18,7 @@ use stepup_proto::{
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditLog, Event, Severity};
-use crate::config::{Config, FactorKind, Reauth, Unenrolled};
+use crate::config::{Config, FactorKind, GrantReach, Reauth, Unenrolled};
 use crate::context::{self, Caller};
 use crate::crypto::{self, HostKey};
 use crate::factors::{self, Verification, totp};
@@ -74,6 +74,9 @@ struct PendingChallenge {
     /// The ssh login (SSH_CONNECTION) and the services its grant also covers.
     ssh_connection: Option<String>,
     grant_covers: Vec<String>,
+    /// For a rule with fleet scope: the client address its grant is bound to on every
+    /// host; `None` makes an ordinary session grant.
+    fleet_origin: Option<String>,
     kinds: Vec<FactorKind>,
     reauth: Reauth,
     tries_left: u32,
@@ -88,6 +91,8 @@ struct Binding {
     /// environment, or inherited by sudo in that login), if any.
     ssh_connection: Option<String>,
     origin: String,
+    /// The calling process, whose network namespace holds its ssh connection.
+    pid: u32,
 }
 
 /// The outcome of [`Service::assess`].
@@ -143,7 +148,22 @@ fn covering_scope(user: &str, service: &str, connection: &str) -> GrantScope {
         origin: crate::network::parse_rhost(client)
             .map_or_else(|| client.to_string(), |ip| ip.to_canonical().to_string()),
         invocation: String::new(),
+        fleet: false,
     }
+}
+
+/// The client address a fleet-scope grant is bound to, if the transaction has one
+/// that can be believed on every host: sshd's PAM_RHOST when it is an address, or,
+/// for a sudo inside an ssh login, the client address of `SSH_CONNECTION` provided
+/// this host has that connection established (an environment variable alone proves
+/// nothing). `None`: the grant stays in this login session.
+fn fleet_origin(ctx: &Context, binding: &Binding) -> Option<String> {
+    if let Some(rhost) = &ctx.rhost {
+        return crate::network::parse_rhost(rhost).map(|ip| ip.to_canonical().to_string());
+    }
+    let conn = crate::ssh_connection::SshConnection::parse(binding.ssh_connection.as_deref()?)?;
+    conn.is_live_for(binding.pid)
+        .then(|| conn.client.to_string())
 }
 
 /// The origin of a transaction: the remote address (canonical, so an IPv4-mapped
@@ -230,7 +250,9 @@ fn grant_event(kind: &str, g: &Grant) -> Event {
         .field("session", g.scope.session.clone())
         .field(
             "scope",
-            if g.scope.invocation.is_empty() {
+            if g.scope.fleet {
+                "fleet"
+            } else if g.scope.invocation.is_empty() {
                 "session"
             } else {
                 "invocation"
@@ -627,6 +649,7 @@ impl Service {
             ssh_connection: Some(req.ssh_connection.clone())
                 .filter(|c| !c.is_empty())
                 .or_else(|| caller.ssh_connection_env.clone()),
+            pid: peer.pid,
         };
         let config = self.config();
         ctx.groups = self.groups_of(&config, &ctx.user);
@@ -699,12 +722,14 @@ impl Service {
                 return allow(request_id);
             }
             Outcome::Allow { grant: Some(g), .. } => {
-                self.audit.emit(
-                    Severity::Info,
-                    &event("allow")
-                        .field("grant", g.rule)
-                        .field("grant_expires", g.expires.to_string()),
-                );
+                let mut e = event("allow")
+                    .field("grant", g.rule)
+                    .field("grant_expires", g.expires.to_string());
+                if g.scope.fleet {
+                    // Where the proof was given: for auditors following it across hosts.
+                    e = e.field("grant_scope", g.scope.session);
+                }
+                self.audit.emit(Severity::Info, &e);
                 return allow(request_id);
             }
             Outcome::Allow {
@@ -756,6 +781,10 @@ impl Service {
                     ssh_key: ctx.ssh_key.clone(),
                     ssh_connection: binding.ssh_connection.clone(),
                     grant_covers: step_up.grant_covers.clone(),
+                    fleet_origin: match (step_up.grant_scope, step_up.reauth) {
+                        (GrantReach::Fleet, Reauth::For(_)) => fleet_origin(&ctx, &binding),
+                        _ => None,
+                    },
                     kinds,
                     reauth: step_up.reauth,
                     tries_left: step_up.max_tries,
@@ -890,6 +919,7 @@ impl Service {
                     Reauth::EveryTime => binding.invocation.clone(),
                     Reauth::For(_) => String::new(),
                 },
+                fleet: false,
             };
             // A grant counts only for the rule that earned it, and no longer than that
             // rule's reauth now says (it may have been shortened by a reload).
@@ -902,6 +932,34 @@ impl Service {
                 .find_grant(&scope, &rule, now)
                 .map_err(self.fail("grant lookup"))?
                 .filter(|g| g.created + max_age > now)
+            {
+                return Ok(Assessment {
+                    decision,
+                    outcome: Outcome::Allow {
+                        grant: Some(g),
+                        unenrolled: false,
+                    },
+                });
+            }
+            // A grant the same rule earned on any host of the fleet, from the same
+            // client address.
+            if let (GrantReach::Fleet, Reauth::For(_)) = (step_up.grant_scope, step_up.reauth)
+                && let Some(origin) = fleet_origin(ctx, binding)
+                && let Some(g) = self
+                    .store
+                    .find_grant(
+                        &GrantScope {
+                            session: String::new(),
+                            origin,
+                            invocation: String::new(),
+                            fleet: true,
+                            ..scope.clone()
+                        },
+                        &rule,
+                        now,
+                    )
+                    .map_err(self.fail("grant lookup"))?
+                    .filter(|g| g.created + max_age > now)
             {
                 return Ok(Assessment {
                     decision,
@@ -1486,15 +1544,27 @@ impl Service {
                 Reauth::For(d) => now + d.as_secs(),
             };
             let grant = Grant {
-                scope: GrantScope {
-                    user: pending.user.clone(),
-                    target_user: pending.target_user.clone(),
-                    service: pending.service.clone(),
-                    session: pending.session.clone(),
-                    origin: pending.origin.clone(),
-                    invocation: match pending.reauth {
-                        Reauth::EveryTime => pending.invocation.clone(),
-                        Reauth::For(_) => String::new(),
+                scope: match &pending.fleet_origin {
+                    Some(origin) => GrantScope {
+                        user: pending.user.clone(),
+                        target_user: pending.target_user.clone(),
+                        service: pending.service.clone(),
+                        session: String::new(),
+                        origin: origin.clone(),
+                        invocation: String::new(),
+                        fleet: true,
+                    },
+                    None => GrantScope {
+                        user: pending.user.clone(),
+                        target_user: pending.target_user.clone(),
+                        service: pending.service.clone(),
+                        session: pending.session.clone(),
+                        origin: pending.origin.clone(),
+                        invocation: match pending.reauth {
+                            Reauth::EveryTime => pending.invocation.clone(),
+                            Reauth::For(_) => String::new(),
+                        },
+                        fleet: false,
                     },
                 },
                 rule: pending.rule.clone(),
@@ -2189,6 +2259,12 @@ impl Service {
                 Reauth::EveryTime => "every_time".into(),
                 Reauth::For(d) => crate::duration::format_duration(d),
             };
+            if s.grant_scope == GrantReach::Fleet {
+                notes.push(format!(
+                    "grant_scope = \"fleet\": a success counts for {} on every host of the fleet, for the same user, target user, service and client address",
+                    out.reauth
+                ));
+            }
             notes.push("grants are not considered: they belong to a login session".into());
         }
         out.outcome = match outcome {

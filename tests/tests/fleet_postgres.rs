@@ -7,7 +7,9 @@
 //! the other; a host with another host key refuses to start; killing the database
 //! makes both hosts fail closed and they recover once it is back; and
 //! `stepupctl store migrate` moves a host's SQLite state into the fleet database
-//! without reopening used codes. The daemons run in a private mount namespace with a
+//! without reopening used codes; a fleet-scope grant made on one host spares the same
+//! user from the same client address on the other (and nothing else); a version 1
+//! schema is migrated keeping its rows. The daemons run in a private mount namespace with a
 //! passwd file that holds the test users. Needs root.
 
 mod support;
@@ -58,6 +60,17 @@ action = "step_up"
 factors = ["totp", "yubico_otp"]
 reauth = "10m"
 max_tries = 3
+"#;
+
+/// Rules only a host on the fleet database may have: SQLite refuses fleet scope.
+const FLEET_RULES: &str = r#"
+[[rule]]
+id = "fleet-wide"
+services = ["fleet-wide"]
+action = "step_up"
+factors = ["totp"]
+reauth = "10m"
+grant_scope = "fleet"
 "#;
 
 // ---------------------------------------------------------------------------------
@@ -377,7 +390,7 @@ impl Fleet {
                 "[daemon]\nsocket = {socket:?}\nbus = \"none\"\n\
                  [store]\nbackend = \"postgres\"\nurl = {url:?}\n{tls}pool_size = 16\n\
                  host_key = {key:?}\npath = {unused:?}\n\
-                 [audit]\nsyslog_socket = {audit:?}\n{POLICY}",
+                 [audit]\nsyslog_socket = {audit:?}\n{POLICY}{FLEET_RULES}",
                 socket = home.join("pam.sock").display().to_string(),
                 url = self.pg.url(),
                 tls = self.store_tls,
@@ -456,10 +469,12 @@ impl Host {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    fn ctl(&self, args: &[&str]) {
+    fn ctl(&self, args: &[&str]) -> String {
         let mut cmd = Command::new(stepupctl_bin());
         cmd.arg("--socket").arg(&self.socket).args(args);
-        run_bounded(cmd, PROCESS_TIME_LIMIT).assert_success();
+        let out = run_bounded(cmd, PROCESS_TIME_LIMIT);
+        out.assert_success();
+        out.stdout
     }
 
     fn client(&self) -> DbusDaemon {
@@ -484,6 +499,30 @@ impl Host {
         self.client()
             .evaluate(&request, CALL_DEADLINE)
             .map_err(|e| format!("{e:?}"))
+    }
+
+    /// `Evaluate` of the fleet-scope rule's service for `user` coming from `rhost`
+    /// (an sshd-like request) or, with no rhost, inside the ssh login `ssh_connection`
+    /// (a sudo-like one).
+    fn evaluate_fleet_wide(
+        &self,
+        user: &str,
+        tty: &str,
+        rhost: &str,
+        ssh_connection: &str,
+    ) -> stepup_proto::Decision {
+        let request = EvaluateRequest {
+            service: "fleet-wide".into(),
+            user: user.into(),
+            tty: tty.into(),
+            rhost: rhost.into(),
+            ssh_connection: ssh_connection.into(),
+            phase: "account".into(),
+            ..EvaluateRequest::default()
+        };
+        self.client()
+            .evaluate(&request, CALL_DEADLINE)
+            .unwrap_or_else(|e| panic!("Evaluate for {user}: {e:?}"))
     }
 
     /// A challenge for `user`, which must be issued.
@@ -1098,4 +1137,207 @@ fn tls_require_verifies_the_database_server_against_tls_ca_and_another_ca_is_ref
         Err(stderr) => stderr,
     };
     assert!(e.contains("certificate verify failed"), "{e}");
+}
+
+/// An established TCP connection on this host, as sshd's would be: the server end is
+/// accepted by this (root) process. Its `SSH_CONNECTION` text.
+struct LiveConnection {
+    _client: std::net::TcpStream,
+    _server: std::net::TcpStream,
+    ssh_connection: String,
+}
+
+fn live_connection(listener: &TcpListener) -> LiveConnection {
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let ssh_connection = format!(
+        "127.0.0.1 {} 127.0.0.1 {}",
+        client.local_addr().unwrap().port(),
+        listener.local_addr().unwrap().port()
+    );
+    LiveConnection {
+        _client: client,
+        _server: server,
+        ssh_connection,
+    }
+}
+
+#[test]
+fn a_fleet_scope_grant_spares_the_same_user_from_the_same_client_on_every_host_and_nothing_else() {
+    if !skip_unless_root(
+        "a_fleet_scope_grant_spares_the_same_user_from_the_same_client_on_every_host_and_nothing_else",
+    ) {
+        return;
+    }
+    require_tool("oathtool", "oathtool");
+    let fleet = Fleet::new(2);
+    let a = fleet.host("a");
+    let b = fleet.host("b");
+    let (alice, bob) = (user_name(0), user_name(1));
+    for (i, user) in [&alice, &bob].into_iter().enumerate() {
+        a.ctl(&[
+            "enroll",
+            "totp",
+            "--user",
+            user,
+            "--secret",
+            &totp_secret(i),
+        ]);
+    }
+    // Each user's codes come from successive time steps (the daemons accept one step
+    // of skew): a code used once is refused on every host.
+    let next_step = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let answer = |host: &Host, d: &stepup_proto::Decision, i: usize| {
+        assert_eq!(d.outcome, outcome::CHALLENGE, "{d:?}");
+        wait_for_room_in_totp_step(Duration::from_secs(5));
+        let ahead = next_step[i].fetch_add(1, Ordering::Relaxed) as u64;
+        assert!(ahead <= 1, "at most two step-ups per user in this test");
+        let code = totp_at(&totp_secret(i), unix_now() + ahead * TOTP_STEP_SECS);
+        let r = respond(&host.socket, &d.challenge_id, &code).expect("Respond");
+        assert_eq!(r.result, result::SUCCESS, "{r:?}");
+    };
+
+    // An ssh login to host a from 192.0.2.10 steps up once ...
+    let d = a.evaluate_fleet_wide(&alice, "ssh", "192.0.2.10", "");
+    answer(&a, &d, 0);
+    // ... and a login to host b from the same client, in another session, is spared.
+    let d = b.evaluate_fleet_wide(&alice, "ssh", "192.0.2.10", "");
+    assert_eq!(d.outcome, outcome::ALLOW, "fleet grant on host b: {d:?}");
+    assert!(
+        b.stderr().contains("grant_scope=fleet:stepup-fleet-host-a"),
+        "host b's allow names where the proof was given:\n{}",
+        b.stderr()
+    );
+    assert!(
+        a.stderr().contains("event=grant_created") && a.stderr().contains("scope=fleet"),
+        "{}",
+        a.stderr()
+    );
+    // Not from another client address, not for another user, not under a rule
+    // without fleet scope.
+    let d = b.evaluate_fleet_wide(&alice, "ssh", "192.0.2.11", "");
+    assert_eq!(d.outcome, outcome::CHALLENGE, "another client: {d:?}");
+    let d = b.evaluate_fleet_wide(&bob, "ssh", "192.0.2.10", "");
+    assert_eq!(d.outcome, outcome::CHALLENGE, "another user: {d:?}");
+    let d = b.evaluate("fleet", &alice, "ssh").expect("Evaluate");
+    assert_eq!(d.outcome, outcome::CHALLENGE, "a session-scope rule: {d:?}");
+    // The database holds one fleet grant, made by host a, bound to no session.
+    assert_eq!(
+        fleet
+            .pg
+            .psql("SELECT host, session, origin FROM grants WHERE fleet"),
+        "stepup-fleet-host-a|fleet:stepup-fleet-host-a|192.0.2.10"
+    );
+
+    // A sudo-like request has no PAM_RHOST: its client address comes from
+    // SSH_CONNECTION, believed only for a connection this host really has.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let on_a = live_connection(&listener);
+    let d = a.evaluate_fleet_wide(&bob, "pts/1", "", &on_a.ssh_connection);
+    answer(&a, &d, 1);
+    let on_b = live_connection(&listener);
+    let d = b.evaluate_fleet_wide(&bob, "pts/7", "", &on_b.ssh_connection);
+    assert_eq!(d.outcome, outcome::ALLOW, "sudo in a live ssh login: {d:?}");
+    // A made-up SSH_CONNECTION naming the same client is not believed, and a local
+    // terminal has no client address at all.
+    let port = listener.local_addr().unwrap().port();
+    let forged = format!("127.0.0.1 1 127.0.0.1 {port}");
+    let d = b.evaluate_fleet_wide(&bob, "pts/7", "", &forged);
+    assert_eq!(
+        d.outcome,
+        outcome::CHALLENGE,
+        "forged SSH_CONNECTION: {d:?}"
+    );
+    let d = b.evaluate_fleet_wide(&bob, "pts/7", "", "");
+    assert_eq!(d.outcome, outcome::CHALLENGE, "local terminal: {d:?}");
+    // Stepping up on a local terminal gives an ordinary grant of that session.
+    let d = b.evaluate_fleet_wide(&alice, "tty3", "", "");
+    answer(&b, &d, 0);
+    let d = b.evaluate_fleet_wide(&alice, "tty3", "", "");
+    assert_eq!(d.outcome, outcome::ALLOW, "the session grant on b: {d:?}");
+    let d = a.evaluate_fleet_wide(&alice, "tty3", "", "");
+    assert_eq!(d.outcome, outcome::CHALLENGE, "not a fleet grant: {d:?}");
+
+    // `grants list` on host b shows the fleet grants (made on a) beside its own.
+    let listed: serde_json::Value =
+        serde_json::from_str(&b.ctl(&["grants", "list", "--json"])).expect("grants list --json");
+    let mut scopes: Vec<String> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|g| format!("{} {} {}", g["user"], g["origin"], g["scope"]))
+        .collect();
+    scopes.sort();
+    assert_eq!(
+        scopes,
+        [
+            format!("\"{alice}\" \"192.0.2.10\" \"fleet:stepup-fleet-host-a\""),
+            format!("\"{alice}\" \"local:tty3\" \"session\""),
+            format!("\"{bob}\" \"127.0.0.1\" \"fleet:stepup-fleet-host-a\""),
+        ]
+    );
+    // Revoking on host b ends alice's fleet grant everywhere.
+    assert!(
+        b.ctl(&["grants", "revoke", "--user", &alice])
+            .contains("revoked 2 grants")
+    );
+    let d = a.evaluate_fleet_wide(&alice, "ssh", "192.0.2.10", "");
+    assert_eq!(d.outcome, outcome::CHALLENGE, "revoked on a too: {d:?}");
+    let d = a.evaluate_fleet_wide(&bob, "pts/1", "", &on_a.ssh_connection);
+    assert_eq!(d.outcome, outcome::ALLOW, "bob's grant is untouched: {d:?}");
+}
+
+#[test]
+fn a_version_1_fleet_database_is_migrated_to_fleet_grants_keeping_its_rows() {
+    if !skip_unless_root("a_version_1_fleet_database_is_migrated_to_fleet_grants_keeping_its_rows")
+    {
+        return;
+    }
+    require_tool("oathtool", "oathtool");
+    let fleet = Fleet::new(1);
+    let user = user_name(0);
+    {
+        let a = fleet.host("a");
+        a.ctl(&[
+            "enroll",
+            "totp",
+            "--user",
+            &user,
+            "--secret",
+            &totp_secret(0),
+        ]);
+        let challenge = a.challenge(&user, "pts/1");
+        wait_for_room_in_totp_step(Duration::from_secs(5));
+        let r =
+            respond(&a.socket, &challenge, &totp_at(&totp_secret(0), unix_now())).expect("Respond");
+        assert_eq!(r.result, result::SUCCESS, "{r:?}");
+    }
+    // Take the database back to what schema version 1 had.
+    fleet.pg.psql(
+        "DROP INDEX grants_fleet; ALTER TABLE grants DROP COLUMN fleet; \
+         UPDATE stepup_meta SET value = convert_to('1', 'UTF8') WHERE name = 'schema_version'",
+    );
+    let a = fleet.host("a");
+    assert_eq!(
+        fleet.pg.psql(
+            "SELECT convert_from(value, 'UTF8') FROM stepup_meta WHERE name = 'schema_version'"
+        ),
+        "2"
+    );
+    assert_eq!(
+        fleet.pg.psql("SELECT count(*), bool_or(fleet) FROM grants"),
+        "1|f",
+        "the session grant is kept, not a fleet grant"
+    );
+    assert_eq!(
+        fleet.pg.psql("SELECT count(*) FROM factors"),
+        "1",
+        "the enrolment is kept"
+    );
+    let d = a.evaluate("fleet", &user, "pts/1").expect("Evaluate");
+    assert_eq!(
+        d.outcome,
+        outcome::ALLOW,
+        "the old grant still counts: {d:?}"
+    );
 }

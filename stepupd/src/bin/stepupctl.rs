@@ -505,6 +505,15 @@ fn print_explanation(e: &stepup_proto::Explanation, json: bool) {
     }
 }
 
+/// "session", or "fleet:HOST" for a grant valid on every host (made on HOST).
+fn grant_scope_of(g: &stepup_proto::GrantInfo) -> &str {
+    if g.session.starts_with("fleet:") {
+        &g.session
+    } else {
+        "session"
+    }
+}
+
 fn ts_in(t: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -688,7 +697,8 @@ async fn run(args: Args) -> Result<(), String> {
                     .iter()
                     .map(|g| serde_json::json!({
                         "user": g.user, "target": g.target, "service": g.service, "rule": g.rule,
-                        "origin": g.origin, "session": g.session, "created": g.created, "expires": g.expires,
+                        "origin": g.origin, "session": g.session, "scope": grant_scope_of(g),
+                        "created": g.created, "expires": g.expires,
                     }))
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
@@ -696,17 +706,18 @@ async fn run(args: Args) -> Result<(), String> {
                 println!("no grants in force");
             } else {
                 println!(
-                    "{:<16} {:<10} {:<8} {:<24} {:<20} EXPIRES",
-                    "USER", "TARGET", "SERVICE", "RULE", "ORIGIN"
+                    "{:<16} {:<10} {:<8} {:<24} {:<20} {:<8} EXPIRES",
+                    "USER", "TARGET", "SERVICE", "RULE", "ORIGIN", "SCOPE"
                 );
                 for g in list {
                     println!(
-                        "{:<16} {:<10} {:<8} {:<24} {:<20} {}",
+                        "{:<16} {:<10} {:<8} {:<24} {:<20} {:<8} {}",
                         g.user,
                         g.target,
                         g.service,
                         g.rule,
                         g.origin,
+                        grant_scope_of(&g),
                         ts_in(g.expires)
                     );
                 }

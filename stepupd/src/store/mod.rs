@@ -28,6 +28,9 @@ pub enum StoreError {
     /// A row has a value this version cannot read.
     #[error("state database has an invalid row: {0}")]
     Corrupt(String),
+    /// The backend cannot do what was asked (e.g. fleet-scope grants on SQLite).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A factor as stored. `sealed_secret` is encrypted with the host key.
@@ -74,6 +77,10 @@ pub struct NewFactor {
 }
 
 /// What a grant covers. Two scopes are equal only when every part is.
+///
+/// A fleet grant (`fleet`) is found on every host sharing the database by user,
+/// target user, service, origin (the client address) and rule; its `session` is
+/// not compared, and reads back as `fleet:<host that made it>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantScope {
     /// User who proved presence.
@@ -89,6 +96,8 @@ pub struct GrantScope {
     /// For `every_time` grants, the one process (pid and start time) they serve;
     /// empty for duration grants.
     pub invocation: String,
+    /// Valid on every host of the fleet, not just in this login session.
+    pub fleet: bool,
 }
 
 /// A successful step-up that spares the user the next prompt.
@@ -198,9 +207,11 @@ pub trait Store: Send + Sync {
     /// Deletes this host's grants expired at `now` and returns them, for the audit
     /// trail: one statement, so what is audited is exactly what was deleted.
     fn purge_expired_grants(&self, now: i64) -> Result<Vec<Grant>, StoreError>;
-    /// Grants valid at `now`, of one user or of everyone.
+    /// Grants valid at `now` on this host (its own and fleet grants), of one user or
+    /// of everyone.
     fn grants(&self, user: Option<&str>, now: i64) -> Result<Vec<Grant>, StoreError>;
-    /// Deletes the grants of one user, or all grants; returns how many.
+    /// Deletes the grants of one user, or all grants, that count on this host (a
+    /// fleet grant, which counts everywhere, is deleted everywhere); returns how many.
     fn revoke_grants(&self, user: Option<&str>) -> Result<usize, StoreError>;
     /// Records a history event for `user` from `origin` at `at`.
     fn record_history(

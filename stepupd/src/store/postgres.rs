@@ -39,7 +39,7 @@ use crate::config::{FactorKind, StoreSection, StoreTls};
 use crate::crypto::HostKey;
 
 /// The schema version this stepupd writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: version `i + 1` is reached by running `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &["
@@ -105,6 +105,10 @@ CREATE TABLE events (
     data      TEXT   NOT NULL
 );
 CREATE INDEX events_at ON events(at);
+", "
+-- Version 2: grants a rule gives fleet scope, found by every host.
+ALTER TABLE grants ADD COLUMN fleet BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX grants_fleet ON grants(user_name, target_user, service, origin, rule) WHERE fleet;
 "];
 
 /// Serialises schema migrations between hosts (any fixed number; "stepup" in ASCII).
@@ -689,8 +693,9 @@ impl PostgresStore {
         })
     }
 
-    /// The longest-lived grant of this host covering `s` at `now`, earned under
-    /// `rule` (any rule when `None`).
+    /// The longest-lived grant covering `s` at `now`, earned under `rule` (any rule
+    /// when `None`): one of this host's session grants, or for a fleet scope, a fleet
+    /// grant made by any host.
     fn query_grant(
         &self,
         s: &GrantScope,
@@ -698,27 +703,41 @@ impl PostgresStore {
         now: i64,
     ) -> Result<Option<Grant>, StoreError> {
         let row = self.with(|c| {
-            c.query_opt(
-                "SELECT rule, created, expires FROM grants
-                 WHERE host = $1 AND user_name = $2 AND target_user = $3 AND service = $4
-                   AND session = $5 AND origin = $6 AND invocation = $7
-                   AND ($8::TEXT IS NULL OR rule = $8) AND expires > $9
-                 ORDER BY expires DESC LIMIT 1",
-                &[
-                    &self.host,
-                    &s.user,
-                    &s.target_user,
-                    &s.service,
-                    &s.session,
-                    &s.origin,
-                    &s.invocation,
-                    &rule,
-                    &now,
-                ],
-            )
+            if s.fleet {
+                c.query_opt(
+                    "SELECT rule, created, expires, session FROM grants
+                     WHERE fleet AND user_name = $1 AND target_user = $2 AND service = $3
+                       AND origin = $4 AND invocation = ''
+                       AND ($5::TEXT IS NULL OR rule = $5) AND expires > $6
+                     ORDER BY expires DESC LIMIT 1",
+                    &[&s.user, &s.target_user, &s.service, &s.origin, &rule, &now],
+                )
+            } else {
+                c.query_opt(
+                    "SELECT rule, created, expires, session FROM grants
+                     WHERE host = $1 AND NOT fleet AND user_name = $2 AND target_user = $3
+                       AND service = $4 AND session = $5 AND origin = $6 AND invocation = $7
+                       AND ($8::TEXT IS NULL OR rule = $8) AND expires > $9
+                     ORDER BY expires DESC LIMIT 1",
+                    &[
+                        &self.host,
+                        &s.user,
+                        &s.target_user,
+                        &s.service,
+                        &s.session,
+                        &s.origin,
+                        &s.invocation,
+                        &rule,
+                        &now,
+                    ],
+                )
+            }
         })?;
         Ok(row.map(|r| Grant {
-            scope: s.clone(),
+            scope: GrantScope {
+                session: r.get(3),
+                ..s.clone()
+            },
             rule: r.get(0),
             created: r.get(1),
             expires: r.get(2),
@@ -997,6 +1016,7 @@ fn row_to_grant(r: &postgres::Row) -> Grant {
             session: r.get(3),
             origin: r.get(4),
             invocation: r.get(5),
+            fleet: r.get(9),
         },
         rule: r.get(6),
         created: r.get(7),
@@ -1062,13 +1082,20 @@ impl Store for PostgresStore {
     }
 
     fn add_grant(&self, g: &Grant) -> Result<(), StoreError> {
+        // A fleet grant is bound to no login session; its session says where it was
+        // made, for `stepupctl grants list` on the other hosts.
+        let session = if g.scope.fleet {
+            format!("fleet:{}", self.host)
+        } else {
+            g.scope.session.clone()
+        };
         self.with(|c| {
             c.execute(
-                "INSERT INTO grants (host, user_name, target_user, service, session, origin, invocation, rule, created, expires)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO grants (host, user_name, target_user, service, session, origin, invocation, rule, created, expires, fleet)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 &[
-                    &self.host, &g.scope.user, &g.scope.target_user, &g.scope.service, &g.scope.session,
-                    &g.scope.origin, &g.scope.invocation, &g.rule, &g.created, &g.expires,
+                    &self.host, &g.scope.user, &g.scope.target_user, &g.scope.service, &session,
+                    &g.scope.origin, &g.scope.invocation, &g.rule, &g.created, &g.expires, &g.scope.fleet,
                 ],
             )
             .map(drop)
@@ -1102,7 +1129,7 @@ impl Store for PostgresStore {
             )?;
             c.query(
                 "DELETE FROM grants WHERE host = $1 AND expires <= $2
-                 RETURNING user_name, target_user, service, session, origin, invocation, rule, created, expires",
+                 RETURNING user_name, target_user, service, session, origin, invocation, rule, created, expires, fleet",
                 &[&self.host, &now],
             )
         })?;
@@ -1112,8 +1139,8 @@ impl Store for PostgresStore {
     fn grants(&self, user: Option<&str>, now: i64) -> Result<Vec<Grant>, StoreError> {
         let rows = self.with(|c| {
             c.query(
-                "SELECT user_name, target_user, service, session, origin, invocation, rule, created, expires
-                 FROM grants WHERE host = $1 AND ($2::TEXT IS NULL OR user_name = $2) AND expires > $3
+                "SELECT user_name, target_user, service, session, origin, invocation, rule, created, expires, fleet
+                 FROM grants WHERE (host = $1 OR fleet) AND ($2::TEXT IS NULL OR user_name = $2) AND expires > $3
                  ORDER BY created",
                 &[&self.host, &user, &now],
             )
@@ -1124,7 +1151,7 @@ impl Store for PostgresStore {
     fn revoke_grants(&self, user: Option<&str>) -> Result<usize, StoreError> {
         self.with(|c| {
             c.execute(
-                "DELETE FROM grants WHERE host = $1 AND ($2::TEXT IS NULL OR user_name = $2)",
+                "DELETE FROM grants WHERE (host = $1 OR fleet) AND ($2::TEXT IS NULL OR user_name = $2)",
                 &[&self.host, &user],
             )
         })

@@ -152,6 +152,11 @@ impl SqliteStore {
         rule: Option<&str>,
         now: i64,
     ) -> Result<Option<Grant>, StoreError> {
+        // One host's file holds no fleet grants (the configuration refuses fleet
+        // scope without a shared database), so none can be found.
+        if s.fleet {
+            return Ok(None);
+        }
         self.with(|c| {
             c.query_row(
                 "SELECT rule, created, expires FROM grants
@@ -271,6 +276,12 @@ impl Store for SqliteStore {
     }
 
     fn add_grant(&self, g: &Grant) -> Result<(), StoreError> {
+        if g.scope.fleet {
+            return Err(StoreError::Unsupported(format!(
+                "state database {}: a fleet-scope grant needs [store] backend = \"postgres\"",
+                self.path
+            )));
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO grants (user, target_user, service, session, origin, invocation, rule, created, expires)
@@ -507,6 +518,7 @@ fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
             session: r.get(3)?,
             origin: r.get(4)?,
             invocation: r.get(5)?,
+            fleet: false,
         },
         rule: r.get(6)?,
         created: r.get(7)?,
@@ -611,6 +623,7 @@ mod tests {
             session: "3:100:200".into(),
             origin: "local:/dev/pts/0".into(),
             invocation: invocation.into(),
+            fleet: false,
         }
     }
 
@@ -651,6 +664,29 @@ mod tests {
         assert_eq!(purged.len(), 1);
         assert_eq!((purged[0].rule.as_str(), purged[0].expires), ("r", 200));
         assert_eq!(s.find_grant(&scope(""), "r", 150).unwrap(), None);
+    }
+
+    #[test]
+    fn a_fleet_grant_is_refused_by_one_hosts_file_and_never_found_there() {
+        let (_d, s) = store();
+        let mut fleet = scope("");
+        fleet.fleet = true;
+        let g = Grant {
+            scope: fleet.clone(),
+            rule: "r".into(),
+            created: 100,
+            expires: 200,
+        };
+        let e = s.add_grant(&g).unwrap_err();
+        assert!(e.to_string().contains("backend = \"postgres\""), "{e}");
+        assert!(s.grants(None, 150).unwrap().is_empty(), "nothing stored");
+        // A session grant of the same scope is not a fleet grant.
+        s.add_grant(&Grant {
+            scope: scope(""),
+            ..g
+        })
+        .unwrap();
+        assert_eq!(s.find_grant(&fleet, "r", 150).unwrap(), None);
     }
 
     #[test]
