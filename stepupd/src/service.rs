@@ -870,6 +870,72 @@ impl Service {
         )
     }
 
+    /// A grant that spares this step-up, if any: one of this login session earned
+    /// under `rule`; a fleet grant of `rule` from the same client address (rules with
+    /// fleet scope); or one an ssh step-up lent to this service in this ssh login.
+    fn covering_grant(
+        &self,
+        ctx: &Context,
+        binding: &Binding,
+        step_up: &policy::StepUp,
+        rule: &str,
+        now: i64,
+    ) -> Result<Option<Grant>, ServiceError> {
+        let scope = GrantScope {
+            user: ctx.user.clone(),
+            target_user: ctx.target_user.clone(),
+            service: ctx.service.clone(),
+            session: binding.session.clone(),
+            origin: binding.origin.clone(),
+            invocation: match step_up.reauth {
+                Reauth::EveryTime => binding.invocation.clone(),
+                Reauth::For(_) => String::new(),
+            },
+            fleet: false,
+        };
+        // A grant counts only for the rule that earned it, and no longer than that
+        // rule's reauth now says (it may have been shortened by a reload).
+        let max_age = match step_up.reauth {
+            Reauth::EveryTime => INVOCATION_GRANT_TTL.as_secs() as i64,
+            Reauth::For(d) => d.as_secs() as i64,
+        };
+        let fresh = |g: &Grant| g.created + max_age > now;
+        if let Some(g) = self
+            .store
+            .find_grant(&scope, rule, now)
+            .map_err(self.fail("grant lookup"))?
+            .filter(fresh)
+        {
+            return Ok(Some(g));
+        }
+        if let (GrantReach::Fleet, Reauth::For(_)) = (step_up.grant_scope, step_up.reauth)
+            && let Some(origin) = fleet_origin(ctx, binding)
+        {
+            let fleet_scope = GrantScope {
+                session: String::new(),
+                origin,
+                invocation: String::new(),
+                fleet: true,
+                ..scope
+            };
+            if let Some(g) = self
+                .store
+                .find_grant(&fleet_scope, rule, now)
+                .map_err(self.fail("grant lookup"))?
+                .filter(fresh)
+            {
+                return Ok(Some(g));
+            }
+        }
+        match &binding.ssh_connection {
+            Some(conn) => self
+                .store
+                .find_grant_any_rule(&covering_scope(&ctx.user, &ctx.service, conn), now)
+                .map_err(self.fail("grant lookup")),
+            None => Ok(None),
+        }
+    }
+
     /// What policy and state say about a transaction, with no side effect: the
     /// verdict, and for a step-up whether a grant covers it and which of the user's
     /// factors may answer. `history` is what the store said for the signals.
@@ -908,82 +974,16 @@ impl Service {
             Verdict::StepUp(s) => s.clone(),
         };
         let rule = decision.rule.clone().unwrap_or_default();
-        if let Some(binding) = binding {
-            let scope = GrantScope {
-                user: ctx.user.clone(),
-                target_user: ctx.target_user.clone(),
-                service: ctx.service.clone(),
-                session: binding.session.clone(),
-                origin: binding.origin.clone(),
-                invocation: match step_up.reauth {
-                    Reauth::EveryTime => binding.invocation.clone(),
-                    Reauth::For(_) => String::new(),
+        if let Some(binding) = binding
+            && let Some(g) = self.covering_grant(ctx, binding, &step_up, &rule, now)?
+        {
+            return Ok(Assessment {
+                decision,
+                outcome: Outcome::Allow {
+                    grant: Some(g),
+                    unenrolled: false,
                 },
-                fleet: false,
-            };
-            // A grant counts only for the rule that earned it, and no longer than that
-            // rule's reauth now says (it may have been shortened by a reload).
-            let max_age = match step_up.reauth {
-                Reauth::EveryTime => INVOCATION_GRANT_TTL.as_secs() as i64,
-                Reauth::For(d) => d.as_secs() as i64,
-            };
-            if let Some(g) = self
-                .store
-                .find_grant(&scope, &rule, now)
-                .map_err(self.fail("grant lookup"))?
-                .filter(|g| g.created + max_age > now)
-            {
-                return Ok(Assessment {
-                    decision,
-                    outcome: Outcome::Allow {
-                        grant: Some(g),
-                        unenrolled: false,
-                    },
-                });
-            }
-            // A grant the same rule earned on any host of the fleet, from the same
-            // client address.
-            if let (GrantReach::Fleet, Reauth::For(_)) = (step_up.grant_scope, step_up.reauth)
-                && let Some(origin) = fleet_origin(ctx, binding)
-                && let Some(g) = self
-                    .store
-                    .find_grant(
-                        &GrantScope {
-                            session: String::new(),
-                            origin,
-                            invocation: String::new(),
-                            fleet: true,
-                            ..scope.clone()
-                        },
-                        &rule,
-                        now,
-                    )
-                    .map_err(self.fail("grant lookup"))?
-                    .filter(|g| g.created + max_age > now)
-            {
-                return Ok(Assessment {
-                    decision,
-                    outcome: Outcome::Allow {
-                        grant: Some(g),
-                        unenrolled: false,
-                    },
-                });
-            }
-            // A grant an ssh step-up lent to this service, in this same ssh login.
-            if let Some(conn) = &binding.ssh_connection
-                && let Some(g) = self
-                    .store
-                    .find_grant_any_rule(&covering_scope(&ctx.user, &ctx.service, conn), now)
-                    .map_err(self.fail("grant lookup"))?
-            {
-                return Ok(Assessment {
-                    decision,
-                    outcome: Outcome::Allow {
-                        grant: Some(g),
-                        unenrolled: false,
-                    },
-                });
-            }
+            });
         }
         let records = self
             .store
