@@ -109,6 +109,31 @@ pub fn parse_status_real_uid(status: &str) -> Option<u32> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The arguments in `/proc/<pid>/cmdline`: NUL-separated, the last one
+/// NUL-terminated. Every argument must be UTF-8 (a command the policy cannot read is
+/// refused, not guessed at).
+pub fn parse_cmdline(raw: &[u8]) -> Result<Vec<String>, ContextError> {
+    raw.strip_suffix(&[0])
+        .unwrap_or(raw)
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8(a.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ContextError::SudoArgs("an argument is not valid UTF-8".into()))
+}
+
+/// The value of `name` in a `/proc/<pid>/environ` block (`NAME=value` entries,
+/// NUL-separated): the first entry of that exact name, if it is non-empty UTF-8.
+pub fn environ_value(environ: &[u8], name: &str) -> Option<String> {
+    environ
+        .split(|&b| b == 0)
+        .find_map(|kv| {
+            kv.strip_prefix(name.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+        })
+        .and_then(|v| String::from_utf8(v.to_vec()).ok())
+        .filter(|v| !v.is_empty())
+}
+
 /// Reads what the daemon needs to know about `pid`.
 pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
     let base = PathBuf::from(format!("/proc/{pid}"));
@@ -123,26 +148,13 @@ pub fn read_caller(pid: u32) -> Result<Caller, ContextError> {
     let exe = std::fs::read_link(base.join("exe")).map_err(proc_err(pid, "exe"))?;
     let cwd = std::fs::read_link(base.join("cwd")).map_err(proc_err(pid, "cwd"))?;
     let raw = std::fs::read(base.join("cmdline")).map_err(proc_err(pid, "cmdline"))?;
-    let argv = raw
-        .strip_suffix(&[0])
-        .unwrap_or(&raw)
-        .split(|&b| b == 0)
-        .map(|a| String::from_utf8(a.to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| ContextError::SudoArgs("an argument is not valid UTF-8".into()))?;
+    let argv = parse_cmdline(&raw)?;
     // sudo -s runs $SHELL when set, and a bare name is searched along PATH when
     // sudoers sets no secure_path: read both from sudo's own environment.
     let environ = std::fs::read(base.join("environ")).unwrap_or_default();
-    let env_var = |name: &[u8]| {
-        environ
-            .split(|&b| b == 0)
-            .find_map(|kv| kv.strip_prefix(name))
-            .and_then(|v| String::from_utf8(v.to_vec()).ok())
-            .filter(|v| !v.is_empty())
-    };
-    let shell_env = env_var(b"SHELL=");
-    let path_env = env_var(b"PATH=");
-    let ssh_connection_env = env_var(b"SSH_CONNECTION=");
+    let shell_env = environ_value(&environ, "SHELL");
+    let path_env = environ_value(&environ, "PATH");
+    let ssh_connection_env = environ_value(&environ, "SSH_CONNECTION");
     let audit_session = std::fs::read_to_string(base.join("sessionid"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "-".into());
@@ -441,6 +453,35 @@ mod tests {
         let status = "Name:\tsudo\nUid:\t1000\t0\t0\t0\nGid:\t1000\t0\t0\t0\n";
         assert_eq!(parse_status_real_uid(status), Some(1000));
         assert_eq!(parse_status_real_uid("Name: x\n"), None);
+    }
+
+    #[test]
+    fn cmdline_splits_at_nul_keeps_empty_arguments_and_refuses_non_utf8() {
+        let argv = |raw: &[u8]| parse_cmdline(raw).unwrap();
+        assert_eq!(argv(b"sudo\0-u\0root\0id\0"), ["sudo", "-u", "root", "id"]);
+        assert_eq!(
+            argv(b"sudo\0\0id\0"),
+            ["sudo", "", "id"],
+            "an empty argument"
+        );
+        assert_eq!(argv(b"sudo\0id"), ["sudo", "id"], "no final NUL");
+        assert_eq!(argv(b"sudo\0a b\0"), ["sudo", "a b"]);
+        assert_eq!(argv(b""), [""]);
+        assert!(parse_cmdline(b"sudo\0\xff\0").is_err());
+    }
+
+    #[test]
+    fn environ_value_is_the_first_exact_name_non_empty_and_utf8() {
+        let env = b"SHELLX=/bin/nope\0SHELL=/bin/bash\0SHELL=/bin/second\0PATH=\0SSH_CONNECTION=1 2 3 4\0BAD=\xff\0";
+        assert_eq!(environ_value(env, "SHELL").as_deref(), Some("/bin/bash"));
+        assert_eq!(environ_value(env, "PATH"), None, "empty");
+        assert_eq!(
+            environ_value(env, "SSH_CONNECTION").as_deref(),
+            Some("1 2 3 4")
+        );
+        assert_eq!(environ_value(env, "BAD"), None, "not UTF-8");
+        assert_eq!(environ_value(env, "HOME"), None);
+        assert_eq!(environ_value(b"", "SHELL"), None);
     }
 
     #[test]
