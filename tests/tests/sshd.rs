@@ -585,3 +585,50 @@ client --key "$STEPUP_SSH_KEY" --answer "$c" --command "printf '%s\n' '$STEPUP_P
         }
     }
 }
+
+#[test]
+fn a_real_ssh_login_is_a_live_root_owned_connection_in_its_sessions_tcp_table() {
+    // What fleet-scope grants rely on for sudo inside an ssh login: the session's
+    // SSH_CONNECTION names a TCP connection that the kernel table of the session's
+    // network namespace shows established, with sshd's (root's) server end.
+    if !ready("a_real_ssh_login_is_a_live_root_owned_connection_in_its_sessions_tcp_table") {
+        return;
+    }
+    let (_dir, policy) =
+        policy_file("[[rule]]\nid = \"ssh-open\"\nservices = [\"sshd\"]\naction = \"allow\"\n");
+    let out = sandbox_sshd(
+        &["--config", &policy],
+        r#"
+echo "=== login"
+client --key "$STEPUP_SSH_KEY" --source 127.0.0.2 --command 'echo "CONN=$SSH_CONNECTION"; cat /proc/net/tcp /proc/net/tcp6'
+"#,
+    );
+    let l = login(&out, "login");
+    assert!(l.succeeded(), "{out}");
+    let stdout = l.stdout.unwrap_or_default();
+    let conn_text = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("CONN="))
+        .unwrap_or_else(|| panic!("no SSH_CONNECTION in:\n{out}"));
+    let conn = stepupd::ssh_connection::SshConnection::parse(conn_text)
+        .unwrap_or_else(|| panic!("SSH_CONNECTION {conn_text:?} does not parse"));
+    assert_eq!(conn.client.to_string(), "127.0.0.2", "{conn_text}");
+    // Both tables were printed one after the other, each with its header line.
+    let tables: Vec<&str> = stdout.split("  sl  ").skip(1).collect();
+    assert!(
+        tables
+            .iter()
+            .any(|t| conn.is_in_tcp_table(&format!("  sl  {t}"))),
+        "the login's connection {conn_text:?} is not an established root-owned server end in:\n{stdout}"
+    );
+    let forged = stepupd::ssh_connection::SshConnection {
+        client_port: conn.client_port.wrapping_add(1),
+        ..conn
+    };
+    assert!(
+        !tables
+            .iter()
+            .any(|t| forged.is_in_tcp_table(&format!("  sl  {t}"))),
+        "a port off by one is not the login"
+    );
+}
