@@ -1,8 +1,11 @@
 //! D-Bus: the one interface, served on the peer-to-peer socket and the system bus.
 //!
-//! The transport establishes who the caller is: on the socket, the kernel's
-//! `SO_PEERCRED`; on the bus, the bus daemon's `GetConnectionCredentials` for the
-//! sender. The service then authorizes each method itself.
+//! The system bus is served by zbus (`StepupdInterface`); the socket by the
+//! hand-written server in [`crate::p2p`], which calls the same service methods with
+//! the same error names. The transport establishes who the caller is: on the socket,
+//! the kernel's `SO_PEERCRED` at accept; on the bus, the bus daemon's
+//! `GetConnectionCredentials` for the sender. The service then authorizes each method
+//! itself.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -19,69 +22,28 @@ use zbus::{Connection, fdo, interface};
 use crate::audit::{Event, Severity};
 use crate::service::{Peer, Service, ServiceError};
 
-/// Which transport an interface instance serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// Peer-to-peer socket: identity from `SO_PEERCRED`.
-    PeerToPeer,
-    /// System bus: identity from the bus daemon.
-    Bus,
-}
-
-/// The exported object.
+/// The exported object on the system bus.
 #[derive(Debug, Clone)]
 pub struct StepupdInterface {
     service: Arc<Service>,
-    transport: Transport,
-    /// The caller on a peer-to-peer connection, from `SO_PEERCRED` at accept time.
-    socket_peer: Option<Peer>,
 }
 
 impl StepupdInterface {
-    /// An interface over `service` for `transport`.
-    pub fn new(service: Arc<Service>, transport: Transport) -> Self {
-        StepupdInterface {
-            service,
-            transport,
-            socket_peer: None,
-        }
+    /// The interface over `service`, for the system bus.
+    pub fn new(service: Arc<Service>) -> Self {
+        StepupdInterface { service }
     }
 
-    /// The interface for one accepted peer-to-peer connection whose `SO_PEERCRED`
-    /// says `peer`. zbus's own `peer_creds()` would ask the kernel the same thing but
-    /// also look up the peer's supplementary groups through NSS on a blocking thread
-    /// (getpwuid_r + getgrouplist, about an eighth of the daemon's instructions per
-    /// decision, measured with callgrind); stepupd never uses those groups.
-    pub fn for_socket_peer(service: Arc<Service>, peer: Peer) -> Self {
-        StepupdInterface {
-            service,
-            transport: Transport::PeerToPeer,
-            socket_peer: Some(peer),
-        }
-    }
-
+    /// The caller, as the bus daemon knows it.
     async fn peer(&self, conn: &Connection, header: &Header<'_>) -> fdo::Result<Peer> {
-        let (uid, pid) = match (self.transport, self.socket_peer) {
-            (Transport::PeerToPeer, Some(p)) => (Some(p.uid), Some(p.pid)),
-            (Transport::PeerToPeer, None) => {
-                let creds = conn
-                    .peer_creds()
-                    .await
-                    .map_err(|e| fdo::Error::AccessDenied(format!("no peer credentials: {e}")))?;
-                (creds.unix_user_id(), creds.process_id())
-            }
-            (Transport::Bus, _) => {
-                let sender = header
-                    .sender()
-                    .ok_or_else(|| fdo::Error::AccessDenied("message has no sender".into()))?;
-                let creds = fdo::DBusProxy::new(conn)
-                    .await?
-                    .get_connection_credentials(sender.clone().into())
-                    .await?;
-                (creds.unix_user_id(), creds.process_id())
-            }
-        };
-        match (uid, pid) {
+        let sender = header
+            .sender()
+            .ok_or_else(|| fdo::Error::AccessDenied("message has no sender".into()))?;
+        let creds = fdo::DBusProxy::new(conn)
+            .await?
+            .get_connection_credentials(sender.clone().into())
+            .await?;
+        match (creds.unix_user_id(), creds.process_id()) {
             (Some(uid), Some(pid)) => Ok(Peer { uid, pid }),
             _ => Err(fdo::Error::AccessDenied(
                 "the caller's uid and pid could not be established".into(),
@@ -90,7 +52,8 @@ impl StepupdInterface {
     }
 }
 
-fn to_fdo(e: ServiceError) -> fdo::Error {
+/// The error names and messages [`crate::p2p`] sends too.
+pub(crate) fn to_fdo(e: ServiceError) -> fdo::Error {
     match e {
         ServiceError::AccessDenied(m) => fdo::Error::AccessDenied(m),
         ServiceError::InvalidArgs(m) => fdo::Error::InvalidArgs(m),
@@ -370,7 +333,8 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, IpcError> {
     Ok(listener)
 }
 
-/// Accepts peer-to-peer connections forever, one D-Bus server connection each.
+/// Accepts peer-to-peer connections forever, each served by [`crate::p2p`] (not zbus:
+/// a zbus server connection per PAM call cost more than the allow path's budget).
 pub async fn serve_socket(listener: UnixListener, service: Arc<Service>) {
     loop {
         let stream = match listener.accept().await {
@@ -386,8 +350,8 @@ pub async fn serve_socket(listener: UnixListener, service: Arc<Service>) {
                 continue;
             }
         };
-        // The kernel's word on who connected (as of connect(), like zbus's own
-        // lookup); a socket that cannot say is dropped, as zbus would refuse it.
+        // The kernel's word on who connected (as of connect()); a socket that cannot
+        // say is dropped.
         let peer = match stream.peer_cred() {
             Ok(c) => match c.pid().and_then(|p| u32::try_from(p).ok()) {
                 Some(pid) => Peer { uid: c.uid(), pid },
@@ -395,31 +359,13 @@ pub async fn serve_socket(listener: UnixListener, service: Arc<Service>) {
             },
             Err(_) => continue,
         };
-        let service = service.clone();
-        tokio::spawn(async move {
-            let Ok(std_stream) = stream.into_std() else {
-                return;
-            };
-            let iface = StepupdInterface::for_socket_peer(service.clone(), peer);
-            let built = zbus::connection::Builder::unix_stream(std_stream)
-                .server(zbus::Guid::generate())
-                .p2p()
-                .serve_at(OBJECT_PATH, iface)
-                .build();
-            // A client that connects and never finishes the handshake must not hold a
-            // task forever.
-            if let Ok(Ok(conn)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), built).await
-            {
-                conn.closed().await;
-            }
-        });
+        tokio::spawn(crate::p2p::serve_connection(stream, peer, service.clone()));
     }
 }
 
 /// Serves the interface on the system bus under `org.stepup.Stepupd1`.
 pub async fn serve_system_bus(service: Arc<Service>) -> Result<Connection, IpcError> {
-    let iface = StepupdInterface::new(service, Transport::Bus);
+    let iface = StepupdInterface::new(service);
     let conn = zbus::connection::Builder::system()
         .name(stepup_proto::BUS_NAME)
         .serve_at(OBJECT_PATH, iface)

@@ -17,6 +17,7 @@ pub mod factors;
 pub mod glob;
 pub mod ipc;
 pub mod network;
+pub mod p2p;
 pub mod policy;
 pub mod recorder;
 pub mod report;
