@@ -8,7 +8,7 @@
 //!   that is not the peer's uid.
 //! * Raw bytes as a stream of messages: `frame`, `parse` and `decode` never panic; a
 //!   refusal that names a serial becomes an error reply the module's decoder reads
-//!   back with the same name and message.
+//!   back with the same name and message (a NUL in it written as `\0`).
 //! * A call (arbitrary arguments, either byte order) written by zbus: it decodes to
 //!   the very arguments.
 //! * A decision encoded as our reply: the module decodes the same decision.
@@ -69,7 +69,10 @@ fn check_error_reply(serial: u32, name: &'static str, message: String) {
     let error = CallError { name, message };
     let bytes = error_reply(1, serial, &error);
     match decision_reply(&bytes, serial) {
-        Ok(Reply::Error(n, m)) => assert_eq!((n.as_str(), m.as_str()), (name, &*error.message)),
+        Ok(Reply::Error(n, m)) => assert_eq!(
+            (n.as_str(), m.as_str()),
+            (name, &*error.message.replace('\0', "\\0"))
+        ),
         // The module refuses replies over its own bound; ours are never that long
         // unless the message was.
         other => assert!(bytes.len() > pam_stepup::wire::MAX_MESSAGE, "{other:?}"),

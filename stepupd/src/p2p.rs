@@ -662,14 +662,22 @@ fn args<T: DeserializeOwned + Type>(message: &Message<'_>, member: &str) -> Resu
             format!("{member}: the arguments cannot be decoded: {e}"),
         )
     })?;
-    if used != message.body.len() {
-        return Err(CallError::new(
-            errors::INVALID_ARGS,
-            format!(
-                "{member}: {} bytes after the arguments",
-                message.body.len() - used
-            ),
-        ));
+    // zbus's decoder may count a structure's closing padding past the body's end
+    // (found by the p2p_server fuzz target): that is an error too, not arithmetic.
+    match message.body.len().checked_sub(used) {
+        Some(0) => {}
+        Some(extra) => {
+            return Err(CallError::new(
+                errors::INVALID_ARGS,
+                format!("{member}: {extra} bytes after the arguments"),
+            ));
+        }
+        None => {
+            return Err(CallError::new(
+                errors::INVALID_ARGS,
+                format!("{member}: the arguments overrun the body"),
+            ));
+        }
     }
     Ok(value)
 }
@@ -913,7 +921,9 @@ pub fn method_return(serial: u32, reply_serial: u32, body: &ReplyBody) -> Vec<u8
 /// one string, its message.
 pub fn error_reply(serial: u32, reply_serial: u32, error: &CallError) -> Vec<u8> {
     let mut body = Writer { buf: Vec::new() };
-    body.string(&error.message);
+    // A D-Bus string cannot hold NUL, and a decoder's message may quote one from the
+    // call (found by the p2p_server fuzz target): written as `\0` instead.
+    body.string(&error.message.replace('\0', "\\0"));
     reply_message(
         ERROR,
         serial,
@@ -1690,6 +1700,33 @@ mod tests {
             let text: String = message.body().deserialize().unwrap();
             assert_eq!(Some(text.as_str()), bus.description());
         }
+    }
+
+    #[test]
+    fn an_error_message_quoting_a_nul_byte_is_still_a_valid_reply() {
+        let error = CallError::new(errors::INVALID_ARGS, "bad character `\0` here");
+        let message = zbus_parse(error_reply(1, 2, &error));
+        let text: String = message.body().deserialize().unwrap();
+        assert_eq!(text, "bad character `\\0` here");
+    }
+
+    #[test]
+    fn arguments_whose_decoding_runs_past_the_body_are_invalid_not_a_panic() {
+        // Found by the p2p_server fuzz target: an Evaluate whose last string is cut,
+        // so the decoder's position ends beyond the body.
+        let hex = "6c01000154000000010000006800000001016f00140000002f6f72672f737465707570\
+                   2f53746570757064310000000002017300130000006f72672e7374657075702e537465\
+                   7075706431000000000003017300080000004576616c75617465000000000000000008\
+                   0167000a2873737373737373732900040000007375646f000000000500000061\
+                   6c69636500000005000000616c69636500000000000000000000000a0000002f646576\
+                   2f7074732f310000070000006163636f756e7400000000000000000000000000";
+        let hex: String = hex.split_whitespace().collect();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let e = decode(&parse(&bytes).unwrap()).unwrap_err();
+        assert_eq!(e.name, errors::INVALID_ARGS, "{e:?}");
     }
 
     #[test]
