@@ -25,11 +25,24 @@ const MAX_SKIPPED: usize = 8;
 /// Longest authentication line the module reads.
 const MAX_AUTH_LINE: usize = 256;
 
+/// Bytes asked of the socket per read: a whole reply (a few hundred bytes) or the
+/// authentication line and the reply behind it, in one system call.
+const READ_CHUNK: usize = 4096;
+
 /// A connection to stepupd over its socket, made at the first call.
 pub struct DbusDaemon {
     socket: PathBuf,
-    stream: Option<UnixStream>,
+    conn: Option<Conn>,
     serial: u32,
+}
+
+/// One connected socket and what has been read from it but not used yet.
+struct Conn {
+    stream: UnixStream,
+    /// Read ahead: the daemon's `OK` line and the reply after it can arrive in one read.
+    pending: Vec<u8>,
+    /// Whether the daemon has accepted the authentication.
+    authenticated: bool,
 }
 
 impl DbusDaemon {
@@ -37,7 +50,7 @@ impl DbusDaemon {
     pub fn new(socket: &Path) -> Result<DbusDaemon, ClientError> {
         Ok(DbusDaemon {
             socket: socket.to_path_buf(),
-            stream: None,
+            conn: None,
             serial: 0,
         })
     }
@@ -50,20 +63,24 @@ impl DbusDaemon {
         decode: impl Fn(&[u8], u32) -> Result<Reply<T>, WireError>,
     ) -> Result<T, ClientError> {
         let until = Instant::now() + deadline;
-        if self.stream.is_none() {
-            self.stream = Some(connect(&self.socket, until, deadline)?);
+        if self.conn.is_none() {
+            self.conn = Some(Conn {
+                stream: connect(&self.socket, until, deadline)?,
+                pending: Vec::new(),
+                authenticated: false,
+            });
         }
         self.serial += 1;
         let serial = self.serial;
         let message = message(serial).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let stream = self
-            .stream
+        let conn = self
+            .conn
             .as_mut()
             .ok_or_else(|| ClientError::Unreachable("not connected".into()))?;
-        let outcome = exchange(stream, &message, serial, until, deadline, decode);
+        let outcome = conn.exchange(&message, serial, until, deadline, decode);
         if outcome.is_err() {
             // A half-read reply leaves the stream unusable; the next call reconnects.
-            self.stream = None;
+            self.conn = None;
         }
         outcome
     }
@@ -90,7 +107,7 @@ fn io_error(what: &str, e: std::io::Error, deadline: Duration) -> ClientError {
 }
 
 /// Connects without blocking past `until` (a daemon that stopped accepting fills its
-/// backlog, and a blocking connect would then wait forever), then authenticates.
+/// backlog, and a blocking connect would then wait forever).
 fn connect(socket: &Path, until: Instant, deadline: Duration) -> Result<UnixStream, ClientError> {
     let unreachable = |e: std::io::Error| {
         ClientError::Unreachable(format!("cannot connect to {}: {e}", socket.display()))
@@ -117,7 +134,6 @@ fn connect(socket: &Path, until: Instant, deadline: Duration) -> Result<UnixStre
         }
     }
     stream.set_nonblocking(false).map_err(unreachable)?;
-    authenticate(&stream, until, deadline)?;
     Ok(stream)
 }
 
@@ -189,25 +205,6 @@ fn wait_writable(
     }
 }
 
-/// `AUTH EXTERNAL` as this process's uid, then `BEGIN`.
-fn authenticate(
-    stream: &UnixStream,
-    until: Instant,
-    deadline: Duration,
-) -> Result<(), ClientError> {
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    write_all(stream, &wire::auth_line(uid), until, deadline)?;
-    let line = read_line(stream, until, deadline)?;
-    if !wire::auth_accepted(&line) {
-        return Err(ClientError::Unreachable(format!(
-            "D-Bus authentication refused: {:?}",
-            line.chars().take(80).collect::<String>()
-        )));
-    }
-    write_all(stream, wire::BEGIN, until, deadline)
-}
-
 fn write_all(
     mut stream: &UnixStream,
     bytes: &[u8],
@@ -222,80 +219,114 @@ fn write_all(
         .map_err(|e| io_error("write", e, deadline))
 }
 
-fn read_exact(
+impl Conn {
+    /// Writes one call and reads messages until the one answering it. The first call
+    /// on a connection goes out behind `AUTH EXTERNAL` and `BEGIN` in the same write,
+    /// as zbus's own client does: the daemon reads them in order, and the call costs
+    /// one round trip instead of two. A refused authentication is still an error
+    /// (the daemon closes the connection without reading the call).
+    fn exchange<T>(
+        &mut self,
+        message: &[u8],
+        serial: u32,
+        until: Instant,
+        deadline: Duration,
+        decode: impl Fn(&[u8], u32) -> Result<Reply<T>, WireError>,
+    ) -> Result<T, ClientError> {
+        if self.authenticated {
+            write_all(&self.stream, message, until, deadline)?;
+        } else {
+            // SAFETY: geteuid cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            let mut out = Zeroizing::new(wire::auth_line(uid));
+            out.extend_from_slice(wire::BEGIN);
+            out.extend_from_slice(message);
+            write_all(&self.stream, &out, until, deadline)?;
+            let line = self.read_line(until, deadline)?;
+            if !wire::auth_accepted(&line) {
+                return Err(ClientError::Unreachable(format!(
+                    "D-Bus authentication refused: {:?}",
+                    line.chars().take(80).collect::<String>()
+                )));
+            }
+            self.authenticated = true;
+        }
+        for _ in 0..=MAX_SKIPPED {
+            self.fill(wire::FIXED_HEADER, until, deadline)?;
+            let mut fixed = [0u8; wire::FIXED_HEADER];
+            fixed.copy_from_slice(&self.pending[..wire::FIXED_HEADER]);
+            let frame = wire::frame(&fixed).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.fill(frame.total, until, deadline)?;
+            let whole: Vec<u8> = self.pending.drain(..frame.total).collect();
+            match decode(&whole, serial).map_err(|e| ClientError::Protocol(e.to_string()))? {
+                Reply::Return(value) => return Ok(value),
+                Reply::Error(name, text) => {
+                    return Err(ClientError::Refused(format!("{name}: {text}")));
+                }
+                Reply::Unrelated => {}
+            }
+        }
+        Err(ClientError::Protocol(
+            "no reply to the call among the daemon's messages".into(),
+        ))
+    }
+
+    /// Reads until at least `want` bytes are pending (`want` is bounded by the
+    /// caller: a message's size was checked by [`wire::frame`]).
+    fn fill(&mut self, want: usize, until: Instant, deadline: Duration) -> Result<(), ClientError> {
+        while self.pending.len() < want {
+            let had = self.pending.len();
+            self.pending.resize(had + READ_CHUNK.max(want - had), 0);
+            match read_some(&self.stream, &mut self.pending[had..], until, deadline) {
+                Ok(n) => self.pending.truncate(had + n),
+                Err(e) => {
+                    self.pending.truncate(had);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One `\r\n`-terminated authentication line; what follows it stays pending.
+    fn read_line(&mut self, until: Instant, deadline: Duration) -> Result<String, ClientError> {
+        loop {
+            if let Some(end) = self.pending.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.pending.drain(..end + 2).take(end).collect();
+                return String::from_utf8(line)
+                    .map_err(|_| ClientError::Protocol("authentication line is not text".into()));
+            }
+            if self.pending.len() >= MAX_AUTH_LINE {
+                return Err(ClientError::Protocol("authentication line too long".into()));
+            }
+            self.fill(self.pending.len() + 1, until, deadline)?;
+        }
+    }
+}
+
+/// One read of at most `buf.len()` bytes before `until`; the daemon closing the
+/// connection is an error.
+fn read_some(
     mut stream: &UnixStream,
     buf: &mut [u8],
     until: Instant,
     deadline: Duration,
-) -> Result<(), ClientError> {
-    let mut done = 0;
-    while done < buf.len() {
+) -> Result<usize, ClientError> {
+    loop {
         stream
             .set_read_timeout(Some(remaining(until, deadline)?))
             .map_err(|e| io_error("set timeout", e, deadline))?;
-        match stream.read(&mut buf[done..]) {
+        match stream.read(buf) {
             Ok(0) => {
                 return Err(ClientError::Unreachable(
                     "the daemon closed the connection".into(),
                 ));
             }
-            Ok(n) => done += n,
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_error("read", e, deadline)),
         }
     }
-    Ok(())
-}
-
-/// One `\r\n`-terminated authentication line, read byte by byte so nothing after it
-/// is consumed.
-fn read_line(
-    stream: &UnixStream,
-    until: Instant,
-    deadline: Duration,
-) -> Result<String, ClientError> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\r\n") {
-        if line.len() >= MAX_AUTH_LINE {
-            return Err(ClientError::Protocol("authentication line too long".into()));
-        }
-        read_exact(stream, &mut byte, until, deadline)?;
-        line.push(byte[0]);
-    }
-    line.truncate(line.len() - 2);
-    String::from_utf8(line)
-        .map_err(|_| ClientError::Protocol("authentication line is not text".into()))
-}
-
-/// Writes one call and reads messages until the one answering it.
-fn exchange<T>(
-    stream: &UnixStream,
-    message: &[u8],
-    serial: u32,
-    until: Instant,
-    deadline: Duration,
-    decode: impl Fn(&[u8], u32) -> Result<Reply<T>, WireError>,
-) -> Result<T, ClientError> {
-    write_all(stream, message, until, deadline)?;
-    for _ in 0..=MAX_SKIPPED {
-        let mut fixed = [0u8; wire::FIXED_HEADER];
-        read_exact(stream, &mut fixed, until, deadline)?;
-        let frame = wire::frame(&fixed).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let mut whole = vec![0u8; frame.total];
-        whole[..wire::FIXED_HEADER].copy_from_slice(&fixed);
-        read_exact(stream, &mut whole[wire::FIXED_HEADER..], until, deadline)?;
-        match decode(&whole, serial).map_err(|e| ClientError::Protocol(e.to_string()))? {
-            Reply::Return(value) => return Ok(value),
-            Reply::Error(name, text) => {
-                return Err(ClientError::Refused(format!("{name}: {text}")));
-            }
-            Reply::Unrelated => {}
-        }
-    }
-    Err(ClientError::Protocol(
-        "no reply to the call among the daemon's messages".into(),
-    ))
 }
 
 impl Daemon for DbusDaemon {
@@ -322,5 +353,132 @@ impl Daemon for DbusDaemon {
             |serial| wire::respond_call(serial, challenge_id, answer).map(Zeroizing::new),
             wire::respond_reply,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use stepup_proto::{INTERFACE, OBJECT_PATH};
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn decision() -> Decision {
+        Decision {
+            outcome: "allow".into(),
+            request_id: "fedcba9876543210fedcba9876543210".into(),
+            ..Decision::default()
+        }
+    }
+
+    /// The reply zbus writes to the call with `serial`.
+    fn zbus_reply(serial: u32, value: &Decision) -> Vec<u8> {
+        let call = zbus::message::Message::method_call(OBJECT_PATH, "Evaluate")
+            .interface(INTERFACE)
+            .serial(std::num::NonZeroU32::new(serial).unwrap())
+            .build(&())
+            .unwrap();
+        let reply = zbus::message::Message::method_return(&call.header())
+            .build(value)
+            .unwrap();
+        reply.data().bytes().to_vec()
+    }
+
+    /// A one-connection server on a temp socket: reads what the client sent until it
+    /// has `expect_at_least` bytes, then writes `answer` in pieces of `piece` bytes.
+    /// Returns the socket path and a handle yielding what the client sent.
+    fn server(
+        answer: Vec<u8>,
+        piece: usize,
+        expect_at_least: usize,
+    ) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while got.len() < expect_at_least {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            for chunk in answer.chunks(piece) {
+                // A client that gave up closes its end: stop writing then.
+                if s.write_all(chunk).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            got
+        });
+        (dir, path, handle)
+    }
+
+    fn request() -> EvaluateRequest {
+        EvaluateRequest {
+            service: "sudo".into(),
+            user: "alice".into(),
+            ..EvaluateRequest::default()
+        }
+    }
+
+    /// AUTH, BEGIN and the Evaluate call, as the client writes them for serial 1.
+    fn first_write() -> Vec<u8> {
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let mut out = wire::auth_line(uid);
+        out.extend_from_slice(wire::BEGIN);
+        out.extend_from_slice(&wire::evaluate_call(1, &request()).unwrap());
+        out
+    }
+
+    #[test]
+    fn the_first_call_goes_out_with_auth_and_begin_in_one_write_and_reads_ok_and_reply_together() {
+        let mut answer = b"OK 0123456789abcdef0123456789abcdef\r\n".to_vec();
+        answer.extend_from_slice(&zbus_reply(1, &decision()));
+        let (_d, path, server) = server(answer, usize::MAX, first_write().len());
+        let mut client = DbusDaemon::new(&path).unwrap();
+        assert_eq!(client.evaluate(&request(), DEADLINE).unwrap(), decision());
+        assert_eq!(server.join().unwrap(), first_write(), "one write, in order");
+    }
+
+    #[test]
+    fn an_ok_line_and_reply_arriving_a_byte_at_a_time_are_read_the_same() {
+        let mut answer = b"OK 0123456789abcdef0123456789abcdef\r\n".to_vec();
+        answer.extend_from_slice(&zbus_reply(1, &decision()));
+        let (_d, path, server) = server(answer, 1, first_write().len());
+        let mut client = DbusDaemon::new(&path).unwrap();
+        assert_eq!(client.evaluate(&request(), DEADLINE).unwrap(), decision());
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_refused_authentication_is_an_error_even_with_the_call_already_sent() {
+        let (_d, path, server) = server(b"REJECTED EXTERNAL\r\n".to_vec(), usize::MAX, 1);
+        let mut client = DbusDaemon::new(&path).unwrap();
+        match client.evaluate(&request(), DEADLINE) {
+            Err(ClientError::Unreachable(m)) => {
+                assert!(m.contains("authentication refused"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_endless_authentication_line_is_refused_not_buffered() {
+        let (_d, path, server) = server(vec![b'O'; 10_000], 4096, 1);
+        let mut client = DbusDaemon::new(&path).unwrap();
+        match client.evaluate(&request(), DEADLINE) {
+            Err(ClientError::Protocol(m)) => assert!(m.contains("too long"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        drop(client);
+        server.join().unwrap();
     }
 }

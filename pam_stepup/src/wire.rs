@@ -53,7 +53,8 @@ fn bad(what: impl Into<String>) -> WireError {
 }
 
 /// The `EXTERNAL` authentication line for `uid` (the NUL byte D-Bus wants first
-/// included), followed by `BEGIN`: the server's `OK` must be read in between.
+/// included). `BEGIN` and the first call may follow it in the same write; the server's
+/// `OK` (or `REJECTED`) comes back before the reply.
 pub fn auth_line(uid: u32) -> Vec<u8> {
     let hex: String = uid
         .to_string()
