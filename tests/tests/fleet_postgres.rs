@@ -477,6 +477,24 @@ impl Host {
         out.stdout
     }
 
+    /// Waits until an audit line of this host holds every one of `needles` (the
+    /// writer thread sends records just after the call that made them returns).
+    fn wait_for_audit(&self, needles: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .stderr()
+            .lines()
+            .any(|l| l.starts_with("audit: ") && needles.iter().all(|n| l.contains(n)))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no audit line with {needles:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn client(&self) -> DbusDaemon {
         DbusDaemon::new(&self.socket).expect("client")
     }
@@ -1203,16 +1221,9 @@ fn a_fleet_scope_grant_spares_the_same_user_from_the_same_client_on_every_host_a
     // ... and a login to host b from the same client, in another session, is spared.
     let d = b.evaluate_fleet_wide(&alice, "ssh", "192.0.2.10", "");
     assert_eq!(d.outcome, outcome::ALLOW, "fleet grant on host b: {d:?}");
-    assert!(
-        b.stderr().contains("grant_scope=fleet:stepup-fleet-host-a"),
-        "host b's allow names where the proof was given:\n{}",
-        b.stderr()
-    );
-    assert!(
-        a.stderr().contains("event=grant_created") && a.stderr().contains("scope=fleet"),
-        "{}",
-        a.stderr()
-    );
+    // The audit trail is written by the daemons' writer threads, a moment later.
+    b.wait_for_audit(&["event=decision", "grant_scope=fleet:stepup-fleet-host-a"]);
+    a.wait_for_audit(&["event=grant_created", " scope=fleet "]);
     // Not from another client address, not for another user, not under a rule
     // without fleet scope.
     let d = b.evaluate_fleet_wide(&alice, "ssh", "192.0.2.11", "");
