@@ -1,8 +1,10 @@
 //! The floor: what a round trip costs with no policy work at all, served by a child
 //! process built like stepupd (tokio, two workers). `raw.sock` is a bare Unix socket
 //! (accept, read one byte, write one byte, close); `dbus.sock` is a zbus peer-to-peer
-//! server whose `Evaluate` answers "allow" at once, set up per connection exactly as
-//! stepupd's `serve_socket` does. The module's own client calls it.
+//! server whose `Evaluate` answers "allow" at once, set up per connection as stepupd's
+//! `serve_socket` did before it served the socket by hand (stepupd/src/p2p.rs): kept
+//! as the reference the hand-written server is compared with. The module's own client
+//! calls it.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
