@@ -14,19 +14,11 @@ use stepup_proto::{Decision, EvaluateRequest, INTERFACE, OBJECT_PATH, RespondRes
 /// Largest reply the module reads. The daemon's replies are a few hundred bytes; the
 /// bound keeps a hostile or broken peer from making the host process allocate.
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// Size of the fixed part of a message header.
-pub const FIXED_HEADER: usize = 16;
-
-const METHOD_CALL: u8 = 1;
-const METHOD_RETURN: u8 = 2;
-const ERROR: u8 = 3;
-
-const FIELD_PATH: u8 = 1;
-const FIELD_INTERFACE: u8 = 2;
-const FIELD_MEMBER: u8 = 3;
-const FIELD_ERROR_NAME: u8 = 4;
-const FIELD_REPLY_SERIAL: u8 = 5;
-const FIELD_SIGNATURE: u8 = 8;
+pub use stepup_proto::dbus::FIXED_HEADER;
+use stepup_proto::dbus::{
+    ERROR, FIELD_ERROR_NAME, FIELD_INTERFACE, FIELD_MEMBER, FIELD_PATH, FIELD_REPLY_SERIAL,
+    FIELD_SIGNATURE, METHOD_CALL, METHOD_RETURN,
+};
 
 /// Body signature of `Evaluate`'s one argument, an `EvaluateRequest` structure.
 pub const EVALUATE_ARGS: &str = "(ssssssss)";

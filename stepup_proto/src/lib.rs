@@ -27,6 +27,37 @@ pub const DEFAULT_SOCKET: &str = "/run/stepupd/pam.sock";
 /// ssh key line); a bound keeps a hostile value from costing memory or log space.
 pub const MAX_FIELD_LEN: usize = 4096;
 
+/// The fixed numbers of the D-Bus message format, shared by the two hand-written
+/// sides of the PAM socket: the module's client (`pam_stepup::wire`) and the daemon's
+/// server (`stepupd::p2p`).
+pub mod dbus {
+    /// Size of the fixed part of a message header (byte order, type, flags, version,
+    /// body length, serial, header fields length).
+    pub const FIXED_HEADER: usize = 16;
+    /// Message type: a method call.
+    pub const METHOD_CALL: u8 = 1;
+    /// Message type: a method's return.
+    pub const METHOD_RETURN: u8 = 2;
+    /// Message type: an error reply.
+    pub const ERROR: u8 = 3;
+    /// Header flag: the caller wants no reply.
+    pub const NO_REPLY_EXPECTED: u8 = 0x1;
+    /// Header field: object path.
+    pub const FIELD_PATH: u8 = 1;
+    /// Header field: interface.
+    pub const FIELD_INTERFACE: u8 = 2;
+    /// Header field: member (method name).
+    pub const FIELD_MEMBER: u8 = 3;
+    /// Header field: error name.
+    pub const FIELD_ERROR_NAME: u8 = 4;
+    /// Header field: the serial a reply answers.
+    pub const FIELD_REPLY_SERIAL: u8 = 5;
+    /// Header field: body signature.
+    pub const FIELD_SIGNATURE: u8 = 8;
+    /// Header field: number of file descriptors passed.
+    pub const FIELD_UNIX_FDS: u8 = 9;
+}
+
 /// Error names the daemon replies with, so clients can tell them apart.
 pub mod errors {
     /// The caller is not allowed to call this method (e.g. not uid 0 on the PAM interface).

@@ -51,21 +51,11 @@ pub const MAX_AUTH_LINES: usize = 8;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may sit between calls (or inside one message).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Size of the fixed part of a message header.
-pub const FIXED_HEADER: usize = 16;
-
-const METHOD_CALL: u8 = 1;
-const METHOD_RETURN: u8 = 2;
-const ERROR: u8 = 3;
-const NO_REPLY_EXPECTED: u8 = 0x1;
-
-const FIELD_PATH: u8 = 1;
-const FIELD_INTERFACE: u8 = 2;
-const FIELD_MEMBER: u8 = 3;
-const FIELD_ERROR_NAME: u8 = 4;
-const FIELD_REPLY_SERIAL: u8 = 5;
-const FIELD_SIGNATURE: u8 = 8;
-const FIELD_UNIX_FDS: u8 = 9;
+pub use stepup_proto::dbus::FIXED_HEADER;
+use stepup_proto::dbus::{
+    ERROR, FIELD_ERROR_NAME, FIELD_INTERFACE, FIELD_MEMBER, FIELD_PATH, FIELD_REPLY_SERIAL,
+    FIELD_SIGNATURE, FIELD_UNIX_FDS, METHOD_CALL, METHOD_RETURN, NO_REPLY_EXPECTED,
+};
 
 const PEER_INTERFACE: &str = "org.freedesktop.DBus.Peer";
 const PROPERTIES_INTERFACE: &str = "org.freedesktop.DBus.Properties";
