@@ -17,7 +17,7 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 pub use stepup_proto::dbus::FIXED_HEADER;
 use stepup_proto::dbus::{
     ERROR, FIELD_ERROR_NAME, FIELD_INTERFACE, FIELD_MEMBER, FIELD_PATH, FIELD_REPLY_SERIAL,
-    FIELD_SIGNATURE, METHOD_CALL, METHOD_RETURN,
+    FIELD_SIGNATURE, METHOD_CALL, METHOD_RETURN, MessageWriter, strings_body,
 };
 
 /// Body signature of `Evaluate`'s one argument, an `EvaluateRequest` structure.
@@ -69,42 +69,6 @@ pub fn auth_accepted(line: &str) -> bool {
 // Encoding (little endian, as the module always writes)
 // ---------------------------------------------------------------------------------
 
-struct Writer {
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn pad(&mut self, align: usize) {
-        while !self.buf.len().is_multiple_of(align) {
-            self.buf.push(0);
-        }
-    }
-    fn u32(&mut self, v: u32) {
-        self.pad(4);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn string(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.buf.extend_from_slice(s.as_bytes());
-        self.buf.push(0);
-    }
-    fn signature(&mut self, s: &str) {
-        self.buf.push(s.len() as u8);
-        self.buf.extend_from_slice(s.as_bytes());
-        self.buf.push(0);
-    }
-    fn field(&mut self, code: u8, kind: &str, value: &str) {
-        self.pad(8);
-        self.buf.push(code);
-        self.signature(kind);
-        if kind == "g" {
-            self.signature(value);
-        } else {
-            self.string(value);
-        }
-    }
-}
-
 /// Refuses what D-Bus cannot carry in a string: NUL bytes. (Lengths are bounded by
 /// the module's own limits on PAM items, far below D-Bus's.)
 fn check_string(name: &str, s: &str) -> Result<(), WireError> {
@@ -116,23 +80,12 @@ fn check_string(name: &str, s: &str) -> Result<(), WireError> {
 
 /// A method call on the daemon's object with a body already encoded for `signature`.
 fn method_call(serial: u32, member: &str, signature: &str, body: &[u8]) -> Vec<u8> {
-    let mut w = Writer {
-        buf: Vec::with_capacity(256 + body.len()),
-    };
-    w.buf.extend_from_slice(&[b'l', METHOD_CALL, 0, 1]);
-    w.buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    w.buf.extend_from_slice(&serial.to_le_bytes());
-    w.buf.extend_from_slice(&[0; 4]); // header fields' length, patched below
-    let fields_start = 16;
-    w.field(FIELD_PATH, "o", OBJECT_PATH);
-    w.field(FIELD_INTERFACE, "s", INTERFACE);
-    w.field(FIELD_MEMBER, "s", member);
-    w.field(FIELD_SIGNATURE, "g", signature);
-    let fields_len = (w.buf.len() - fields_start) as u32;
-    w.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
-    w.pad(8);
-    w.buf.extend_from_slice(body);
-    w.buf
+    MessageWriter::new(METHOD_CALL, 0, serial)
+        .text_field(FIELD_PATH, "o", OBJECT_PATH)
+        .text_field(FIELD_INTERFACE, "s", INTERFACE)
+        .text_field(FIELD_MEMBER, "s", member)
+        .text_field(FIELD_SIGNATURE, "g", signature)
+        .finish(body)
 }
 
 /// `Evaluate(request)` as message number `serial`.
@@ -147,12 +100,11 @@ pub fn evaluate_call(serial: u32, request: &EvaluateRequest) -> Result<Vec<u8>, 
         ("ssh_auth_info", &request.ssh_auth_info),
         ("ssh_connection", &request.ssh_connection),
     ];
-    let mut body = Writer { buf: Vec::new() };
     for (name, value) in fields {
         check_string(name, value)?;
-        body.string(value);
     }
-    Ok(method_call(serial, "Evaluate", EVALUATE_ARGS, &body.buf))
+    let body = strings_body(&fields.map(|(_, value)| value.as_str()));
+    Ok(method_call(serial, "Evaluate", EVALUATE_ARGS, &body))
 }
 
 /// `Respond(challenge_id, answer)` as message number `serial`. The caller zeroizes the
@@ -160,12 +112,8 @@ pub fn evaluate_call(serial: u32, request: &EvaluateRequest) -> Result<Vec<u8>, 
 pub fn respond_call(serial: u32, challenge_id: &str, answer: &str) -> Result<Vec<u8>, WireError> {
     check_string("challenge id", challenge_id)?;
     check_string("answer", answer)?;
-    let mut body = Writer { buf: Vec::new() };
-    body.string(challenge_id);
-    body.string(answer);
-    let message = method_call(serial, "Respond", RESPOND_ARGS, &body.buf);
-    zeroize::Zeroize::zeroize(&mut body.buf);
-    Ok(message)
+    let body = zeroize::Zeroizing::new(strings_body(&[challenge_id, answer]));
+    Ok(method_call(serial, "Respond", RESPOND_ARGS, &body))
 }
 
 // ---------------------------------------------------------------------------------

@@ -56,6 +56,91 @@ pub mod dbus {
     pub const FIELD_SIGNATURE: u8 = 8;
     /// Header field: number of file descriptors passed.
     pub const FIELD_UNIX_FDS: u8 = 9;
+
+    /// Writes one little-endian message: the fixed header, the header fields, then
+    /// the body. The module's calls and the daemon's replies are both written with it.
+    #[derive(Debug, Clone)]
+    pub struct MessageWriter {
+        buf: Vec<u8>,
+    }
+
+    impl MessageWriter {
+        /// Starts message `serial` of type `kind` with header `flags`.
+        pub fn new(kind: u8, flags: u8, serial: u32) -> MessageWriter {
+            let mut buf = Vec::with_capacity(256);
+            buf.extend_from_slice(&[b'l', kind, flags, 1]);
+            buf.extend_from_slice(&[0; 4]); // body length, set by `finish`
+            buf.extend_from_slice(&serial.to_le_bytes());
+            buf.extend_from_slice(&[0; 4]); // header fields' length, set by `finish`
+            MessageWriter { buf }
+        }
+
+        /// A header field holding a string (`kind` "s"), object path ("o") or
+        /// signature ("g").
+        pub fn text_field(mut self, code: u8, kind: &str, value: &str) -> MessageWriter {
+            field_header(&mut self.buf, code, kind);
+            if kind == "g" {
+                put_signature(&mut self.buf, value);
+            } else {
+                put_string(&mut self.buf, value);
+            }
+            self
+        }
+
+        /// A header field holding a `u32` (e.g. the reply serial).
+        pub fn u32_field(mut self, code: u8, value: u32) -> MessageWriter {
+            field_header(&mut self.buf, code, "u");
+            put_u32(&mut self.buf, value);
+            self
+        }
+
+        /// The whole message with `body` (already encoded, starting 8-aligned).
+        pub fn finish(mut self, body: &[u8]) -> Vec<u8> {
+            let fields_len = (self.buf.len() - FIXED_HEADER) as u32;
+            self.buf[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
+            self.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
+            pad(&mut self.buf, 8);
+            self.buf.extend_from_slice(body);
+            self.buf
+        }
+    }
+
+    /// A little-endian body of strings only (signature `s…`), as the module's calls
+    /// and the daemon's error replies carry. The caller refuses NUL bytes first.
+    pub fn strings_body(values: &[&str]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for v in values {
+            put_string(&mut buf, v);
+        }
+        buf
+    }
+
+    fn pad(buf: &mut Vec<u8>, align: usize) {
+        buf.resize(buf.len().next_multiple_of(align), 0);
+    }
+
+    fn put_u32(buf: &mut Vec<u8>, v: u32) {
+        pad(buf, 4);
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn put_string(buf: &mut Vec<u8>, s: &str) {
+        put_u32(buf, s.len() as u32);
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(0);
+    }
+
+    fn put_signature(buf: &mut Vec<u8>, s: &str) {
+        buf.push(s.len() as u8);
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(0);
+    }
+
+    fn field_header(buf: &mut Vec<u8>, code: u8, kind: &str) {
+        pad(buf, 8);
+        buf.push(code);
+        put_signature(buf, kind);
+    }
 }
 
 /// Error names the daemon replies with, so clients can tell them apart.

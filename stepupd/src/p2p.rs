@@ -54,7 +54,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub use stepup_proto::dbus::FIXED_HEADER;
 use stepup_proto::dbus::{
     ERROR, FIELD_ERROR_NAME, FIELD_INTERFACE, FIELD_MEMBER, FIELD_PATH, FIELD_REPLY_SERIAL,
-    FIELD_SIGNATURE, FIELD_UNIX_FDS, METHOD_CALL, METHOD_RETURN, NO_REPLY_EXPECTED,
+    FIELD_SIGNATURE, FIELD_UNIX_FDS, METHOD_CALL, METHOD_RETURN, MessageWriter, NO_REPLY_EXPECTED,
+    strings_body,
 };
 
 const PEER_INTERFACE: &str = "org.freedesktop.DBus.Peer";
@@ -832,36 +833,6 @@ fn holds_nul(v: &serde_json::Value) -> bool {
     }
 }
 
-struct Writer {
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn pad(&mut self, align: usize) {
-        let padded = self.buf.len().next_multiple_of(align);
-        self.buf.resize(padded, 0);
-    }
-    fn u32(&mut self, v: u32) {
-        self.pad(4);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn string(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.buf.extend_from_slice(s.as_bytes());
-        self.buf.push(0);
-    }
-    fn signature(&mut self, s: &str) {
-        self.buf.push(s.len() as u8);
-        self.buf.extend_from_slice(s.as_bytes());
-        self.buf.push(0);
-    }
-    fn field_header(&mut self, code: u8, kind: &str) {
-        self.pad(8);
-        self.buf.push(code);
-        self.signature(kind);
-    }
-}
-
 /// Writes a reply message (little endian, no reply expected to it).
 fn reply_message(
     kind: u8,
@@ -871,28 +842,15 @@ fn reply_message(
     signature: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut w = Writer {
-        buf: Vec::with_capacity(64 + body.len()),
-    };
-    w.buf.extend_from_slice(&[b'l', kind, NO_REPLY_EXPECTED, 1]);
-    w.buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    w.buf.extend_from_slice(&serial.to_le_bytes());
-    w.buf.extend_from_slice(&[0; 4]); // header fields' length, patched below
-    w.field_header(FIELD_REPLY_SERIAL, "u");
-    w.u32(reply_serial);
+    let mut w = MessageWriter::new(kind, NO_REPLY_EXPECTED, serial)
+        .u32_field(FIELD_REPLY_SERIAL, reply_serial);
     if let Some(name) = error_name {
-        w.field_header(FIELD_ERROR_NAME, "s");
-        w.string(name);
+        w = w.text_field(FIELD_ERROR_NAME, "s", name);
     }
     if !signature.is_empty() {
-        w.field_header(FIELD_SIGNATURE, "g");
-        w.signature(signature);
+        w = w.text_field(FIELD_SIGNATURE, "g", signature);
     }
-    let fields_len = (w.buf.len() - FIXED_HEADER) as u32;
-    w.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
-    w.pad(8);
-    w.buf.extend_from_slice(body);
-    w.buf
+    w.finish(body)
 }
 
 /// The method return for call `reply_serial`, as message `serial`.
@@ -910,18 +868,10 @@ pub fn method_return(serial: u32, reply_serial: u32, body: &ReplyBody) -> Vec<u8
 /// The error reply for call `reply_serial`, as message `serial`: the error's name and
 /// one string, its message.
 pub fn error_reply(serial: u32, reply_serial: u32, error: &CallError) -> Vec<u8> {
-    let mut body = Writer { buf: Vec::new() };
     // A D-Bus string cannot hold NUL, and a decoder's message may quote one from the
     // call (found by the p2p_server fuzz target): written as `\0` instead.
-    body.string(&error.message.replace('\0', "\\0"));
-    reply_message(
-        ERROR,
-        serial,
-        reply_serial,
-        Some(error.name),
-        "s",
-        &body.buf,
-    )
+    let body = strings_body(&[&error.message.replace('\0', "\\0")]);
+    reply_message(ERROR, serial, reply_serial, Some(error.name), "s", &body)
 }
 
 // ---------------------------------------------------------------------------------
@@ -1483,25 +1433,13 @@ mod tests {
         // What pam_stepup's wire.rs writes: the interface, path, member and signature
         // fields in that order, the request's fields as the body.
         let body = zbus::wire::to_bytes(Context::new(Endian::Little, 0), &request()).unwrap();
-        let mut w = Writer { buf: Vec::new() };
-        w.buf.extend_from_slice(&[b'l', METHOD_CALL, 0, 1]);
-        w.buf
-            .extend_from_slice(&(body.bytes().len() as u32).to_le_bytes());
-        w.buf.extend_from_slice(&3u32.to_le_bytes());
-        w.buf.extend_from_slice(&[0; 4]);
-        w.field_header(FIELD_PATH, "o");
-        w.string(OBJECT_PATH);
-        w.field_header(FIELD_INTERFACE, "s");
-        w.string(INTERFACE);
-        w.field_header(FIELD_MEMBER, "s");
-        w.string("Evaluate");
-        w.field_header(FIELD_SIGNATURE, "g");
-        w.signature("(ssssssss)");
-        let len = (w.buf.len() - FIXED_HEADER) as u32;
-        w.buf[12..16].copy_from_slice(&len.to_le_bytes());
-        w.pad(8);
-        w.buf.extend_from_slice(body.bytes());
-        assert!(matches!(decoded(&w.buf).unwrap(), Request::Evaluate(r) if r == request()));
+        let message = MessageWriter::new(METHOD_CALL, 0, 3)
+            .text_field(FIELD_PATH, "o", OBJECT_PATH)
+            .text_field(FIELD_INTERFACE, "s", INTERFACE)
+            .text_field(FIELD_MEMBER, "s", "Evaluate")
+            .text_field(FIELD_SIGNATURE, "g", "(ssssssss)")
+            .finish(body.bytes());
+        assert!(matches!(decoded(&message).unwrap(), Request::Evaluate(r) if r == request()));
     }
 
     #[test]
@@ -1767,38 +1705,22 @@ mod tests {
 
     #[test]
     fn a_message_announcing_file_descriptors_is_answered_with_an_error() {
-        let mut w = Writer { buf: Vec::new() };
-        w.buf
-            .extend_from_slice(&[b'l', METHOD_CALL, 0, 1, 0, 0, 0, 0]);
-        w.buf.extend_from_slice(&6u32.to_le_bytes());
-        w.buf.extend_from_slice(&[0; 4]);
-        w.field_header(FIELD_PATH, "o");
-        w.string(OBJECT_PATH);
-        w.field_header(FIELD_MEMBER, "s");
-        w.string("Status");
-        w.field_header(FIELD_UNIX_FDS, "u");
-        w.u32(1);
-        let len = (w.buf.len() - FIXED_HEADER) as u32;
-        w.buf[12..16].copy_from_slice(&len.to_le_bytes());
-        w.pad(8);
-        let e = parse(&w.buf).unwrap_err();
+        let message = MessageWriter::new(METHOD_CALL, 0, 6)
+            .text_field(FIELD_PATH, "o", OBJECT_PATH)
+            .text_field(FIELD_MEMBER, "s", "Status")
+            .u32_field(FIELD_UNIX_FDS, 1)
+            .finish(&[]);
+        let e = parse(&message).unwrap_err();
         assert_eq!(e.serial, Some(6));
         assert!(e.message.contains("file descriptors"), "{}", e.message);
     }
 
     #[test]
     fn a_method_call_without_a_member_is_answered_with_an_error() {
-        let mut w = Writer { buf: Vec::new() };
-        w.buf
-            .extend_from_slice(&[b'l', METHOD_CALL, 0, 1, 0, 0, 0, 0]);
-        w.buf.extend_from_slice(&8u32.to_le_bytes());
-        w.buf.extend_from_slice(&[0; 4]);
-        w.field_header(FIELD_PATH, "o");
-        w.string(OBJECT_PATH);
-        let len = (w.buf.len() - FIXED_HEADER) as u32;
-        w.buf[12..16].copy_from_slice(&len.to_le_bytes());
-        w.pad(8);
-        let e = parse(&w.buf).unwrap_err();
+        let message = MessageWriter::new(METHOD_CALL, 0, 8)
+            .text_field(FIELD_PATH, "o", OBJECT_PATH)
+            .finish(&[]);
+        let e = parse(&message).unwrap_err();
         assert_eq!(e.serial, Some(8));
         assert!(e.message.contains("MEMBER"));
     }
