@@ -638,6 +638,24 @@ fn run_races(
     )
 }
 
+/// Prints how `RACES` races of `kind` went and asserts that every one ended with
+/// exactly one success and one replay refusal.
+fn check_races(kind: &str, started: Instant, wrong: &[String], wins: [usize; 2]) {
+    println!(
+        "{RACES} {kind} races in {} ms: host a won {}, host b won {}",
+        started.elapsed().as_millis(),
+        wins[0],
+        wins[1]
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} of {RACES} races did not end with exactly one success and one replay refusal:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(wins[0] + wins[1], RACES);
+}
+
 /// Runs `stepupctl ARGS` on `host` for each of `items` with 8 processes at a time.
 fn enroll_all(host: &Host, items: Vec<Vec<String>>) {
     let next = AtomicUsize::new(0);
@@ -762,19 +780,7 @@ fn the_same_totp_code_sent_to_two_hosts_at_once_is_accepted_exactly_once_in_1000
             .map(|s| totp_at(&totp_secret(u), s * TOTP_STEP_SECS))
             .collect()
     });
-    println!(
-        "{RACES} TOTP races in {} ms: host a won {}, host b won {}",
-        started.elapsed().as_millis(),
-        wins[0],
-        wins[1]
-    );
-    assert!(
-        wrong.is_empty(),
-        "{} of {RACES} races did not end with exactly one success and one replay refusal:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
-    assert_eq!(wins[0] + wins[1], RACES);
+    check_races("TOTP", started, &wrong, wins);
     assert_eq!(
         fleet
             .pg
@@ -808,19 +814,7 @@ fn the_same_yubico_otp_sent_to_two_hosts_at_once_is_accepted_exactly_once_in_100
     let (wrong, wins) = run_races(&a, &b, KEYS, |k| {
         (1..=TOUCHES).map(|n| keys[k].otp(1, n as u8)).collect()
     });
-    println!(
-        "{RACES} Yubico OTP races in {} ms: host a won {}, host b won {}",
-        started.elapsed().as_millis(),
-        wins[0],
-        wins[1]
-    );
-    assert!(
-        wrong.is_empty(),
-        "{} of {RACES} races did not end with exactly one success and one replay refusal:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
-    assert_eq!(wins[0] + wins[1], RACES);
+    check_races("Yubico OTP", started, &wrong, wins);
     // The last touch, accepted in its race, is refused on both hosts afterwards.
     let last = keys[0].otp(1, TOUCHES as u8);
     let replies = race(&a, &b, &user_name(0), "pts/replay", &last);
