@@ -108,6 +108,8 @@ enum Outcome {
     Challenge {
         step_up: policy::StepUp,
         kinds: Vec<FactorKind>,
+        /// For a rule with fleet scope, the client address its grant will be bound to.
+        fleet_origin: Option<String>,
     },
 }
 
@@ -713,7 +715,7 @@ impl Service {
                 ..WireDecision::default()
             })
         };
-        let (step_up, kinds) = match outcome {
+        let (step_up, kinds, fleet_origin) = match outcome {
             Outcome::Allow {
                 grant: None,
                 unenrolled: false,
@@ -757,7 +759,11 @@ impl Service {
                     ..WireDecision::default()
                 });
             }
-            Outcome::Challenge { step_up, kinds } => (step_up, kinds),
+            Outcome::Challenge {
+                step_up,
+                kinds,
+                fleet_origin,
+            } => (step_up, kinds, fleet_origin),
         };
         let challenge_id = crypto::random_id().map_err(self.fail("random"))?;
         let timeout = step_up.challenge_timeout;
@@ -781,10 +787,7 @@ impl Service {
                     ssh_key: ctx.ssh_key.clone(),
                     ssh_connection: binding.ssh_connection.clone(),
                     grant_covers: step_up.grant_covers.clone(),
-                    fleet_origin: match (step_up.grant_scope, step_up.reauth) {
-                        (GrantReach::Fleet, Reauth::For(_)) => fleet_origin(&ctx, &binding),
-                        _ => None,
-                    },
+                    fleet_origin,
                     kinds,
                     reauth: step_up.reauth,
                     tries_left: step_up.max_tries,
@@ -872,12 +875,14 @@ impl Service {
 
     /// A grant that spares this step-up, if any: one of this login session earned
     /// under `rule`; a fleet grant of `rule` from the same client address (rules with
-    /// fleet scope); or one an ssh step-up lent to this service in this ssh login.
+    /// fleet scope, whose client address is `fleet_origin`); or one an ssh step-up
+    /// lent to this service in this ssh login.
     fn covering_grant(
         &self,
         ctx: &Context,
         binding: &Binding,
         step_up: &policy::StepUp,
+        fleet_origin: Option<&str>,
         rule: &str,
         now: i64,
     ) -> Result<Option<Grant>, ServiceError> {
@@ -908,12 +913,10 @@ impl Service {
         {
             return Ok(Some(g));
         }
-        if let (GrantReach::Fleet, Reauth::For(_)) = (step_up.grant_scope, step_up.reauth)
-            && let Some(origin) = fleet_origin(ctx, binding)
-        {
+        if let Some(origin) = fleet_origin {
             let fleet_scope = GrantScope {
                 session: String::new(),
-                origin,
+                origin: origin.to_string(),
                 invocation: String::new(),
                 fleet: true,
                 ..scope
@@ -974,8 +977,14 @@ impl Service {
             Verdict::StepUp(s) => s.clone(),
         };
         let rule = decision.rule.clone().unwrap_or_default();
+        // Read once: the lookup below and the grant a success makes both use it.
+        let fleet_origin = match (binding, step_up.grant_scope, step_up.reauth) {
+            (Some(b), GrantReach::Fleet, Reauth::For(_)) => fleet_origin(ctx, b),
+            _ => None,
+        };
         if let Some(binding) = binding
-            && let Some(g) = self.covering_grant(ctx, binding, &step_up, &rule, now)?
+            && let Some(g) =
+                self.covering_grant(ctx, binding, &step_up, fleet_origin.as_deref(), &rule, now)?
         {
             return Ok(Assessment {
                 decision,
@@ -1032,7 +1041,11 @@ impl Service {
             }
             return Ok(Assessment {
                 decision,
-                outcome: Outcome::Challenge { step_up, kinds },
+                outcome: Outcome::Challenge {
+                    step_up,
+                    kinds,
+                    fleet_origin,
+                },
             });
         }
         let outcome = match config.defaults.unenrolled {
